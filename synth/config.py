@@ -1,0 +1,210 @@
+"""SynthConfig: what to generate, validated once; presets with their calibration sources.
+
+Calibration targets (public e-commerce logs):
+
+* REES46 "eCommerce behavior data from multi category store" (Oct 2019, 42M events):
+  views ~96%, cart ~2.4%, purchase ~1.6%; remove_from_cart about a third of carts in the
+  cosmetics shop variant; ~7% of users purchase.
+* RetailRocket (2.7M events): views ~96.7%, addtocart ~2.5%, transaction ~0.8%; ~1% of
+  visitors buy.
+* Google Merchandise Store (GA4 sample): sessions with median 2 and mean ~4-5 hits, 30-minute
+  session timeout, ~1.5-3% of sessions convert, evening peak about 8x the night trough.
+
+The defaults aim at the middle of these ranges; ``preset="retailrocket"`` aims at the low
+conversion end and ``preset="rees46"`` at the high-traffic multi-category store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.exceptions import ConfigError
+
+# Randomness is derived per block of this many users, whatever the chunking or worker count.
+RNG_BLOCK_USERS = 4096
+
+PERSONAS: tuple[str, ...] = (
+    "casual_browser",
+    "lapsed",
+    "window_shopper",
+    "one_time_buyer",
+    "bargain_hunter",
+    "loyal_buyer",
+)
+
+
+@dataclass(frozen=True)
+class PersonaSpec:
+    """How one planted persona behaves (rates are per 30 days)."""
+
+    share: float  # share of users
+    sessions: float  # mean sessions per 30 days before the heavy-tailed activity factor
+    session_len_median: float  # median events per session
+    purchase_session_prob: float  # chance that a session ends in a purchase
+    browse_cart_prob: float  # chance that a view is followed by an add_to_cart (no purchase)
+    active_fraction: float = 1.0  # lapsed users are active only early in the window
+    exactly_one_purchase: bool = False
+    bargain: bool = False  # picks cheap products and buys on promotion
+    favourite_categories: tuple[int, ...] = ()
+
+
+def _default_personas() -> dict[str, PersonaSpec]:
+    return {
+        "casual_browser": PersonaSpec(0.65, 1.6, 2.0, 0.0, 0.008, favourite_categories=(0, 1)),
+        "lapsed": PersonaSpec(
+            0.15, 2.5, 2.0, 0.02, 0.015, active_fraction=0.3, favourite_categories=(2, 3)
+        ),
+        "window_shopper": PersonaSpec(0.10, 11.0, 2.5, 0.0, 0.035, favourite_categories=(4, 5)),
+        "one_time_buyer": PersonaSpec(
+            0.04, 3.0, 2.0, 0.0, 0.02, exactly_one_purchase=True, favourite_categories=(6, 7)
+        ),
+        "bargain_hunter": PersonaSpec(
+            0.03, 6.0, 2.0, 0.20, 0.04, bargain=True, favourite_categories=(8, 9)
+        ),
+        "loyal_buyer": PersonaSpec(0.03, 10.0, 2.0, 0.33, 0.02, favourite_categories=(10, 11)),
+    }
+
+
+# name, median price, share of the catalogue
+CATEGORIES: tuple[tuple[str, float, float], ...] = (
+    ("electronics", 250.0, 0.14),
+    ("apparel", 40.0, 0.14),
+    ("computers", 600.0, 0.08),
+    ("books", 12.0, 0.08),
+    ("appliances", 300.0, 0.10),
+    ("furniture", 200.0, 0.08),
+    ("kids", 25.0, 0.07),
+    ("sport", 50.0, 0.07),
+    ("beauty", 15.0, 0.07),
+    ("accessories", 30.0, 0.06),
+    ("auto", 60.0, 0.05),
+    ("garden", 35.0, 0.06),
+)
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """What to generate. Frozen and validated on construction.
+
+    Attributes:
+        users: number of users.
+        days: length of the event window in days.
+        seed: root seed; every random stream is derived from it.
+        products: number of products in the catalogue.
+        start: first day of the window (UTC midnight).
+        separation: 0..1, how much each persona's category taste leans to its own
+            favourite categories (0: everyone shares the market mix).
+        weekly_amplitude: 0..1, relative swing of the weekday cycle (peak on Sunday).
+        diurnal_peak_to_trough: ratio of the busiest to the quietest hour (>= 1).
+        session_len_sigma: log-scale spread of session lengths.
+        gap_median_s: median seconds between events of a session.
+        activity_sigma: log-scale spread of the per-user activity factor (heavy tail).
+        promo_prob: chance that an event sees a promotional price.
+        dirty: share of events that receive a labelled defect (0 for clean data).
+        part_users: users per events part file.
+        block_users: users generated per chunk (a multiple of RNG_BLOCK_USERS);
+            changes memory use, never the output.
+        row_group_rows: rows per Parquet row group.
+        personas: persona name -> PersonaSpec.
+    """
+
+    users: int = 100_000
+    days: int = 30
+    seed: int = 42
+    products: int = 20_000
+    start: dt.date = dt.date(2026, 10, 1)
+    separation: float = 0.8
+    weekly_amplitude: float = 0.15
+    diurnal_peak_to_trough: float = 8.0
+    session_len_sigma: float = 1.1
+    gap_median_s: float = 30.0
+    activity_sigma: float = 0.8
+    promo_prob: float = 0.15
+    dirty: float = 0.0
+    part_users: int = 131_072
+    block_users: int = 16_384
+    row_group_rows: int = 1_000_000
+    personas: dict[str, PersonaSpec] = field(default_factory=_default_personas)
+
+    def __post_init__(self) -> None:
+        def need(ok: bool, what: str) -> None:
+            if not ok:
+                raise ConfigError(f"SynthConfig: {what}")
+
+        need(self.users >= 1, f"users must be >= 1, got {self.users}")
+        need(self.users < 2**32 - 1, f"users must fit in UInt32, got {self.users}")
+        need(self.days >= 1, f"days must be >= 1, got {self.days}")
+        need(self.seed >= 0, f"seed must be >= 0, got {self.seed}")
+        need(
+            self.products >= len(CATEGORIES),
+            f"products must be >= {len(CATEGORIES)} (one per category), got {self.products}",
+        )
+        need(0.0 <= self.separation <= 1.0, f"separation must be in [0, 1], got {self.separation}")
+        need(
+            0.0 <= self.weekly_amplitude < 1.0,
+            f"weekly_amplitude must be in [0, 1), got {self.weekly_amplitude}",
+        )
+        need(
+            self.diurnal_peak_to_trough >= 1.0,
+            f"diurnal_peak_to_trough must be >= 1, got {self.diurnal_peak_to_trough}",
+        )
+        need(self.session_len_sigma > 0, "session_len_sigma must be > 0")
+        need(0 < self.gap_median_s < 600, "gap_median_s must be in (0, 600)")
+        need(self.activity_sigma >= 0, "activity_sigma must be >= 0")
+        need(0.0 <= self.promo_prob <= 1.0, f"promo_prob must be in [0, 1], got {self.promo_prob}")
+        need(0.0 <= self.dirty <= 0.5, f"dirty must be in [0, 0.5], got {self.dirty}")
+        need(
+            self.block_users >= RNG_BLOCK_USERS and self.block_users % RNG_BLOCK_USERS == 0,
+            f"block_users must be a positive multiple of {RNG_BLOCK_USERS}, got {self.block_users}",
+        )
+        need(
+            self.part_users >= RNG_BLOCK_USERS and self.part_users % RNG_BLOCK_USERS == 0,
+            f"part_users must be a positive multiple of {RNG_BLOCK_USERS}, got {self.part_users}",
+        )
+        need(self.row_group_rows >= 1000, "row_group_rows must be >= 1000")
+        need(set(self.personas) == set(PERSONAS), f"personas must be exactly {PERSONAS}")
+        total = sum(p.share for p in self.personas.values())
+        need(abs(total - 1.0) < 1e-9, f"persona shares must sum to 1, got {total}")
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready description (for the manifest)."""
+        out = dataclasses.asdict(self)
+        out["start"] = self.start.isoformat()
+        return out
+
+
+def _retailrocket() -> dict[str, Any]:
+    personas = _default_personas()
+    personas["casual_browser"] = dataclasses.replace(personas["casual_browser"], share=0.70)
+    personas["one_time_buyer"] = dataclasses.replace(personas["one_time_buyer"], share=0.02)
+    personas["lapsed"] = dataclasses.replace(personas["lapsed"], share=0.13)
+    personas["loyal_buyer"] = dataclasses.replace(personas["loyal_buyer"], share=0.02)
+    return {"personas": personas, "days": 60}
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # ~100k users, ~1.5M events: the built-in default dataset that `ecomscale run` uses.
+    "default": {},
+    # A few seconds: tests and demos.
+    "tiny": {"users": 5_000, "products": 2_000},
+    # ~1M users, ~15M events: the benchmark "full" profile.
+    "large": {"users": 1_000_000},
+    # REES46-like: a busy multi-category store, one month.
+    "rees46": {"users": 1_000_000, "products": 50_000, "days": 31},
+    # RetailRocket-like: lower conversion, two months.
+    "retailrocket": _retailrocket(),
+}
+
+
+def from_preset(name: str, **overrides: Any) -> SynthConfig:
+    """A SynthConfig from a named preset, with keyword overrides (None values ignored)."""
+    if name not in PRESETS:
+        raise ConfigError(
+            f"unknown preset {name!r}. Hint: choose one of {', '.join(sorted(PRESETS))}"
+        )
+    params = dict(PRESETS[name])
+    params.update({k: v for k, v in overrides.items() if v is not None})
+    return SynthConfig(**params)

@@ -1,0 +1,239 @@
+"""generate_dataset: config -> user blocks -> parts written by workers -> atomic dataset folder."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from engine.exceptions import ConfigError
+from engine.schema import (
+    EVENT_TYPES,
+    EVENTS_DIR,
+    EVENTS_SCHEMA,
+    MANIFEST,
+    PERSONAS_FILE,
+    PRODUCTS_FILE,
+    SCHEMA_VERSION,
+    USERS_FILE,
+    arrow_schema,
+)
+from synth import dirty
+from synth.catalogue import STREAM_DIRTY, Catalogue, build_catalogue
+from synth.config import RNG_BLOCK_USERS, SynthConfig
+from synth.events import events_block
+from synth.users import users_block
+from synth.writer import (
+    RowGroupWriter,
+    iter_files,
+    publish,
+    sha256_file,
+    staging_dir,
+    write_table,
+)
+
+GENERATOR_VERSION = "1"
+_DIRTY_EVENT_TYPE = pa.dictionary(pa.int8(), pa.large_string())
+
+
+@dataclass
+class PartResult:
+    """What one worker wrote: one events part plus the users of its range."""
+
+    part: int
+    events: int
+    event_counts: dict[str, int]
+    users: pa.Table
+    truth: pa.Table
+    dirty_counts: dict[str, int] = field(default_factory=dict)
+
+
+def _events_table(cols: dict[str, np.ndarray], null_price: np.ndarray | None) -> pa.Table:
+    schema = arrow_schema(EVENTS_SCHEMA)
+    if null_price is None:
+        event_type = pa.DictionaryArray.from_arrays(
+            pa.array(cols["event_type"].astype(np.uint8)),
+            pa.array(list(EVENT_TYPES), pa.large_string()),
+        )
+    else:  # dirty data may hold unknown event types, so it leaves the Enum contract
+        field_index = schema.get_field_index("event_type")
+        schema = schema.set(field_index, pa.field("event_type", _DIRTY_EVENT_TYPE))
+        event_type = pa.DictionaryArray.from_arrays(
+            pa.array(cols["event_type"]),
+            pa.array([*EVENT_TYPES, dirty.UNKNOWN_EVENT_TYPE], pa.large_string()),
+        )
+    price = pa.array(cols["price"], mask=null_price)
+    arrays = [
+        pa.array(cols["user_id"]),
+        pa.array(cols["ts"], pa.timestamp("us", tz="UTC")),
+        event_type,
+        pa.array(cols["product_id"]),
+        price,
+    ]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResult:
+    """Generate and write events part ``part`` (users part*part_users onwards)."""
+    pa.set_cpu_count(1)  # one worker per core; avoid oversubscription
+    catalogue: Catalogue = build_catalogue(config)
+    first_block = part * config.part_users // RNG_BLOCK_USERS
+    n_blocks_total = -(-config.users // RNG_BLOCK_USERS)
+    last_block = min(first_block + config.part_users // RNG_BLOCK_USERS, n_blocks_total)
+    blocks_per_chunk = config.block_users // RNG_BLOCK_USERS
+    dirty_run = config.dirty > 0
+    schema = _events_table(
+        {k: np.empty(0, t) for k, t in _EMPTY.items()}, np.empty(0, bool) if dirty_run else None
+    ).schema
+    writer = RowGroupWriter(events_dir / f"part-{part:05d}.parquet", schema, config.row_group_rows)
+    type_counts = np.zeros(len(EVENT_TYPES) + 1, dtype=np.int64)
+    dirty_counts: dict[str, int] = dict.fromkeys(dirty.EVENT_KINDS, 0)
+    users, truth, events = [], [], 0
+    for chunk_start in range(first_block, last_block, blocks_per_chunk):
+        tables = []
+        for block in range(chunk_start, min(chunk_start + blocks_per_chunk, last_block)):
+            persona, users_tbl, truth_tbl = users_block(config, block)
+            users.append(users_tbl)
+            truth.append(truth_tbl)
+            cols = events_block(config, catalogue, block, block * RNG_BLOCK_USERS, persona)
+            null_price = None
+            if dirty_run:
+                rng = np.random.default_rng([config.seed, STREAM_DIRTY, block])
+                cols, null_price, counts = dirty.dirty_events(cols, config.dirty, rng)
+                for kind, count in counts.items():
+                    dirty_counts[kind] += count
+            type_counts += np.bincount(cols["event_type"], minlength=type_counts.size)
+            events += cols["ts"].size
+            tables.append(_events_table(cols, null_price))
+        writer.write(pa.concat_tables(tables))
+    writer.close()
+    return PartResult(
+        part=part,
+        events=events,
+        event_counts={
+            name: int(c)
+            for name, c in zip([*EVENT_TYPES, dirty.UNKNOWN_EVENT_TYPE], type_counts, strict=True)
+            if c or name in EVENT_TYPES
+        },
+        users=pa.concat_tables(users),
+        truth=pa.concat_tables(truth),
+        dirty_counts=dirty_counts if dirty_run else {},
+    )
+
+
+_EMPTY = {
+    "user_id": np.uint32,
+    "ts": np.int64,
+    "event_type": np.int8,
+    "product_id": np.uint32,
+    "price": np.float32,
+}
+
+
+def generate_dataset(
+    config: SynthConfig,
+    out_dir: str | Path,
+    *,
+    workers: int = 1,
+    overwrite: bool = False,
+    on_part: Callable[[PartResult, int], None] | None = None,
+) -> dict[str, Any]:
+    """Generate a dataset folder as the dataset contract describes, atomically.
+
+    Args:
+        config: what to generate.
+        out_dir: the dataset folder to create; it appears only when complete.
+        workers: worker processes (1 runs in this process). The output does not depend on it.
+        overwrite: replace an existing dataset at ``out_dir``.
+        on_part: called with each finished part and the total number of parts (progress).
+
+    Returns:
+        The manifest (also written to ``out_dir/manifest.json``).
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be >= 1, got {workers}")
+    target = Path(out_dir)
+    staging = staging_dir(target, overwrite)
+    try:
+        manifest = _generate_into(config, staging, workers, on_part)
+        publish(staging, target)
+    except BaseException:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _generate_into(
+    config: SynthConfig,
+    root: Path,
+    workers: int,
+    on_part: Callable[[PartResult, int], None] | None,
+) -> dict[str, Any]:
+    events_dir = root / EVENTS_DIR
+    events_dir.mkdir()
+    (root / PERSONAS_FILE).parent.mkdir()
+    n_parts = -(-config.users // config.part_users)
+    results: list[PartResult] = []
+
+    def done(result: PartResult) -> None:
+        results.append(result)
+        if on_part is not None:
+            on_part(result, n_parts)
+
+    if workers == 1 or n_parts == 1:
+        for part in range(n_parts):
+            done(_generate_part(config, part, events_dir))
+    else:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(workers, n_parts), mp_context=context) as pool:
+            futures = [pool.submit(_generate_part, config, p, events_dir) for p in range(n_parts)]
+            for future in futures:
+                done(future.result())
+    results.sort(key=lambda r: r.part)
+
+    products = build_catalogue(config).table
+    dirty_counts: dict[str, int] = {}
+    if config.dirty > 0:
+        rng = np.random.default_rng([config.seed, STREAM_DIRTY, 2**31])
+        products, dirty_counts = dirty.dirty_products(products, config.dirty, rng)
+        for result in results:
+            for kind, count in result.dirty_counts.items():
+                dirty_counts[kind] = dirty_counts.get(kind, 0) + count
+    write_table(products, root / PRODUCTS_FILE, config.row_group_rows)
+    write_table(
+        pa.concat_tables([r.users for r in results]), root / USERS_FILE, config.row_group_rows
+    )
+    write_table(
+        pa.concat_tables([r.truth for r in results]), root / PERSONAS_FILE, config.row_group_rows
+    )
+
+    event_counts: dict[str, int] = {}
+    for result in results:
+        for name, count in result.event_counts.items():
+            event_counts[name] = event_counts.get(name, 0) + count
+    manifest = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": f"ecomscale.synth/{GENERATOR_VERSION}",
+        "seed": config.seed,
+        "config": config.to_json(),
+        "counts": {
+            "users": config.users,
+            "products": config.products,
+            "events": sum(r.events for r in results),
+            "event_types": event_counts,
+            "parts": n_parts,
+        },
+        "dirty": dirty_counts,
+        "files": {str(p.relative_to(root)): sha256_file(p) for p in iter_files(root)},
+    }
+    (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

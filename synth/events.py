@@ -1,0 +1,213 @@
+"""The behaviour model: sessions, event sequences, products and prices for one user block.
+
+Everything is vectorised over the block (assumes a validated config). The model:
+
+* sessions per user: 1 + Poisson(persona rate x days/30 x lognormal activity), so activity
+  is heavy-tailed;
+* session start: weekday-weighted day (lapsed users only early in the window), hour from a
+  diurnal cycle with the configured peak-to-trough ratio; sessions of a user are pushed apart
+  so that more than 30 minutes separate them (the session timeout holds);
+* session length: discretised lognormal (median ~2, mean ~4); gaps inside a session:
+  lognormal with the configured median, capped below the timeout;
+* a session ends in a purchase with the persona's probability: its tail is
+  [view p1, cart p1, ..., view pm, cart pm, purchase p1, ..., purchase pm];
+* other views turn into add_to_cart of the product just viewed with the persona's
+  browse-cart probability, and a cart is often followed by its remove_from_cart;
+* categories: mostly the session's category, drawn from the persona's taste; product rank
+  inside a category is log-uniform (Zipf slope -1); bargain hunters favour the cheapest.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import numpy as np
+
+from engine.schema import ADD_TO_CART, PURCHASE, REMOVE_FROM_CART, VIEW
+from synth.catalogue import STREAM_EVENTS, Catalogue
+from synth.config import CATEGORIES, PERSONAS, SynthConfig
+from synth.users import US_PER_DAY, epoch_us
+
+US_PER_S = 1_000_000
+SESSION_TIMEOUT_US = 30 * 60 * US_PER_S
+MAX_GAP_S = 29 * 60.0
+REMOVE_AFTER_CART_PROB = 0.75
+SESSION_CATEGORY_STICKINESS = 0.7
+PEAK_HOUR = 20
+PEAK_WEEKDAY = 6  # Sunday
+
+
+def _persona_arrays(config: SynthConfig) -> dict[str, np.ndarray]:
+    specs = [config.personas[p] for p in PERSONAS]
+    return {
+        "sessions": np.array([s.sessions for s in specs]) * config.days / 30.0,
+        "len_median": np.array([s.session_len_median for s in specs]),
+        "buy_prob": np.array([s.purchase_session_prob for s in specs]),
+        "cart_prob": np.array([s.browse_cart_prob for s in specs]),
+        "active": np.array([s.active_fraction for s in specs]),
+        "one_purchase": np.array([s.exactly_one_purchase for s in specs]),
+        "bargain": np.array([s.bargain for s in specs]),
+    }
+
+
+def category_taste(config: SynthConfig) -> np.ndarray:
+    """Array of shape (n_personas, n_categories): each persona's category distribution."""
+    market = np.array([share for _, _, share in CATEGORIES])
+    market = market / market.sum()
+    taste = np.empty((len(PERSONAS), len(CATEGORIES)))
+    for i, name in enumerate(PERSONAS):
+        favourite = np.zeros(len(CATEGORIES))
+        favourite[list(config.personas[name].favourite_categories)] = 1.0
+        favourite /= favourite.sum()
+        taste[i] = (1 - config.separation) * market + config.separation * favourite
+    return taste
+
+
+def _day_cdf(config: SynthConfig) -> np.ndarray:
+    weekday = (np.arange(config.days) + config.start.weekday()) % 7
+    weights = 1 + config.weekly_amplitude * np.cos(2 * np.pi * (weekday - PEAK_WEEKDAY) / 7)
+    return np.cumsum(weights) / weights.sum()
+
+
+def _hour_cdf(config: SynthConfig) -> np.ndarray:
+    ratio = config.diurnal_peak_to_trough
+    amplitude = (ratio - 1) / (ratio + 1)
+    weights = 1 + amplitude * np.cos(2 * np.pi * (np.arange(24) - PEAK_HOUR) / 24)
+    return np.cumsum(weights) / weights.sum()
+
+
+def _segment_starts(lengths: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(lengths)[:-1]])
+
+
+def _grouped_cummax(values: np.ndarray, group: np.ndarray) -> np.ndarray:
+    """Running max of int64 ``values`` restarting at each group (group ids non-decreasing)."""
+    low = values.min()
+    span = int(values.max() - low) + 1
+    lifted = (values - low) + group.astype(np.int64) * span
+    return np.maximum.accumulate(lifted) - group.astype(np.int64) * span + low
+
+
+def events_block(
+    config: SynthConfig, catalogue: Catalogue, block: int, first_user: int, persona: np.ndarray
+) -> dict[str, np.ndarray]:
+    """Events of one RNG block of users, sorted by (user_id, ts).
+
+    Returns:
+        Columns user_id (uint32), ts (int64 us), event_type (int8 codes), product_id (uint32),
+        price (float32), plus ``session_buy`` counts for the manifest.
+    """
+    rng = np.random.default_rng([config.seed, STREAM_EVENTS, block])
+    pa_ = _persona_arrays(config)
+    n_users = persona.size
+
+    # --- sessions -------------------------------------------------------------------------
+    activity = rng.lognormal(0.0, config.activity_sigma, n_users)
+    rate = np.maximum(pa_["sessions"][persona] * activity - 1.0, 0.05)
+    n_sessions = 1 + rng.poisson(rate)
+    s_user = np.repeat(np.arange(n_users), n_sessions)
+    s_persona = persona[s_user]
+    n_s = s_user.size
+
+    day_cdf = _day_cdf(config)
+    active_days = np.ceil(pa_["active"] * config.days).astype(np.int64) - 1
+    limit = day_cdf[active_days][s_persona]
+    day = np.minimum(np.searchsorted(day_cdf, rng.random(n_s) * limit, side="right"), config.days)
+    hour = np.searchsorted(_hour_cdf(config), rng.random(n_s), side="right")
+    start = (
+        epoch_us(config.start)
+        + day * US_PER_DAY
+        + hour * 3600 * US_PER_S
+        + rng.integers(0, 3600 * US_PER_S, size=n_s)
+    )
+
+    length = np.rint(
+        np.exp(rng.normal(np.log(pa_["len_median"][s_persona]), config.session_len_sigma))
+    )
+    length = np.clip(length, 1, 300).astype(np.int64)
+    buy = rng.random(n_s) < pa_["buy_prob"][s_persona]
+    one_buyer = pa_["one_purchase"][persona]
+    pick = _segment_starts(n_sessions) + (rng.random(n_users) * n_sessions).astype(np.int64)
+    buy[pick[one_buyer]] = True
+    items = 1 + (rng.random(n_s) < 0.25) + (rng.random(n_s) < 0.05)
+    items = np.where(buy, items, 0)
+    length = np.maximum(length, 3 * items)
+    s_cat_u = rng.random(n_s)
+
+    # Order sessions by (user, start) before laying out their events.
+    order = np.lexsort((start, s_user))
+    s_user, s_persona, start = s_user[order], s_persona[order], start[order]
+    length, items, s_cat_u = length[order], items[order], s_cat_u[order]
+
+    # --- events inside sessions ------------------------------------------------------------
+    n_e = int(length.sum())
+    e_sess = np.repeat(np.arange(n_s), length)
+    first_event = _segment_starts(length)
+    pos = np.arange(n_e) - first_event[e_sess]
+    from_end = length[e_sess] - 1 - pos
+
+    gap_s = np.exp(rng.normal(np.log(config.gap_median_s), 1.3, n_e))
+    gap_us = (np.clip(gap_s, 1.0, MAX_GAP_S) * US_PER_S).astype(np.int64)
+    gap_us[first_event] = 0
+    running = np.cumsum(gap_us)
+    offset = running - running[first_event][e_sess]
+    duration = offset[first_event + length - 1]
+
+    # Push sessions apart: start_i >= end_{i-1} + timeout + 1 s, per user.
+    step = duration + SESSION_TIMEOUT_US + US_PER_S
+    user_first = _segment_starts(np.bincount(s_user, minlength=n_users))
+    cum_step = np.cumsum(step) - step
+    pushed = cum_step - cum_step[user_first][s_user]
+    start = pushed + _grouped_cummax(start - pushed, s_user)
+
+    # --- event types ----------------------------------------------------------------------
+    m = items[e_sess]
+    event_type = np.full(n_e, VIEW, dtype=np.int8)
+    tail = from_end < 3 * m
+    is_purchase = from_end < m
+    is_tail_cart = tail & ~is_purchase & ((from_end - m) % 2 == 0)
+    event_type[is_purchase] = PURCHASE
+    event_type[is_tail_cart] = ADD_TO_CART
+    e_persona = s_persona[e_sess]
+    browse_cart = (~tail) & (pos > 0) & (rng.random(n_e) < pa_["cart_prob"][e_persona])
+    event_type[browse_cart] = ADD_TO_CART
+    after_cart = np.zeros(n_e, dtype=bool)
+    after_cart[1:] = browse_cart[:-1] & (pos[1:] > 0) & ~tail[1:] & ~browse_cart[1:]
+    remove = after_cart & (rng.random(n_e) < REMOVE_AFTER_CART_PROB)
+    event_type[remove] = REMOVE_FROM_CART
+
+    # --- products and prices ---------------------------------------------------------------
+    taste_cdf = np.cumsum(category_taste(config), axis=1)
+    taste_cdf[:, -1] = 1.0
+    s_cat = (s_cat_u[:, None] > taste_cdf[s_persona]).sum(axis=1)
+    e_cat = (rng.random(n_e)[:, None] > taste_cdf[e_persona]).sum(axis=1)
+    sticky = rng.random(n_e) < SESSION_CATEGORY_STICKINESS
+    e_cat = np.where(sticky, s_cat[e_sess], e_cat)
+    size = catalogue.cat_size[e_cat]
+    rank = np.exp(rng.random(n_e) * np.log(size + 1.0)).astype(np.int64) - 1
+    position = catalogue.cat_offset[e_cat] + np.minimum(rank, size - 1)
+    bargain = pa_["bargain"][e_persona]
+    position = np.where(bargain, catalogue.cheapest_at[position], position)
+    product = catalogue.product_at[position]
+    # Carts and removes act on the product just viewed; purchases on the tail's carted items.
+    copy_prev = np.flatnonzero(browse_cart | is_tail_cart)
+    product[copy_prev] = product[copy_prev - 1]
+    product[remove] = product[np.flatnonzero(remove) - 1]
+    bought = np.flatnonzero(is_purchase)
+    product[bought] = product[bought - (m[bought] + from_end[bought] + 1)]
+
+    promo = (rng.random(n_e) < config.promo_prob) | (bargain & (event_type != VIEW))
+    discount = np.where(promo, rng.uniform(0.6, 0.9, n_e), 1.0)
+    price = (catalogue.base_price[product] * discount).astype(np.float32)
+
+    # --- assemble, dropping sessions pushed past the window end ------------------------------
+    ts = start[e_sess] + offset
+    end_us = epoch_us(config.start + dt.timedelta(days=config.days))
+    keep = start[e_sess] < end_us
+    return {
+        "user_id": (first_user + s_user[e_sess][keep]).astype(np.uint32),
+        "ts": ts[keep],
+        "event_type": event_type[keep],
+        "product_id": product[keep],
+        "price": price[keep],
+    }

@@ -1,0 +1,95 @@
+"""Persist generated chunks: one events part per user range, exact-size row groups, atomically.
+
+Row groups are cut every ``row_group_rows`` rows of a part, never at chunk boundaries, so
+the bytes do not depend on how the part was chunked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from engine.exceptions import DatasetIOError
+
+PARQUET_OPTIONS = {"compression": "zstd", "compression_level": 1, "write_statistics": True}
+
+
+class RowGroupWriter:
+    """Writes tables to one Parquet file in row groups of exactly ``rows`` rows (last shorter)."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rows: int) -> None:
+        self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        self._rows = rows
+        self._pending: list[pa.Table] = []
+        self._pending_rows = 0
+
+    def write(self, table: pa.Table) -> None:
+        self._pending.append(table)
+        self._pending_rows += table.num_rows
+        while self._pending_rows >= self._rows:
+            merged = pa.concat_tables(self._pending)
+            self._writer.write_table(merged.slice(0, self._rows), row_group_size=self._rows)
+            rest = merged.slice(self._rows)
+            self._pending, self._pending_rows = [rest], rest.num_rows
+
+    def close(self) -> None:
+        if self._pending_rows:
+            merged = pa.concat_tables(self._pending)
+            self._writer.write_table(merged, row_group_size=self._rows)
+        self._writer.close()
+
+
+def write_table(table: pa.Table, path: Path, rows: int) -> None:
+    """Write a whole table to ``path`` with the project's Parquet options."""
+    writer = RowGroupWriter(path, table.schema, rows)
+    writer.write(table)
+    writer.close()
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def staging_dir(target: Path, overwrite: bool) -> Path:
+    """Create a hidden sibling folder to build ``target`` in (checks target and writability)."""
+    target = Path(target)
+    if target.exists() and not overwrite:
+        raise DatasetIOError(
+            f"{target} already exists. Hint: pass --overwrite (overwrite=True) to replace it"
+        )
+    if target.exists() and not target.is_dir():
+        raise DatasetIOError(f"{target} exists and is not a folder; remove it or choose another")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+    except OSError as exc:
+        raise DatasetIOError(f"cannot write to {target.parent}: {exc.strerror}") from None
+    return staging
+
+
+def publish(staging: Path, target: Path) -> None:
+    """Move a finished staging folder to ``target``; an old target is removed only afterwards."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.replace(target, old)
+    os.replace(staging, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def iter_files(root: Path) -> Iterator[Path]:
+    """Files under ``root`` in a stable order (for hashes)."""
+    yield from sorted(p for p in root.rglob("*") if p.is_file())
