@@ -53,18 +53,18 @@ class PersonaSpec:
 
 def _default_personas() -> dict[str, PersonaSpec]:
     return {
-        "casual_browser": PersonaSpec(0.65, 1.6, 2.0, 0.0, 0.008, favourite_categories=(0, 1)),
+        "casual_browser": PersonaSpec(0.65, 1.6, 2.0, 0.0, 0.008, favourite_categories=(0,)),
         "lapsed": PersonaSpec(
-            0.15, 2.5, 2.0, 0.02, 0.015, active_fraction=0.3, favourite_categories=(2, 3)
+            0.15, 2.5, 2.0, 0.02, 0.015, active_fraction=0.3, favourite_categories=(1,)
         ),
-        "window_shopper": PersonaSpec(0.10, 11.0, 2.5, 0.0, 0.035, favourite_categories=(4, 5)),
+        "window_shopper": PersonaSpec(0.10, 11.0, 2.5, 0.0, 0.035, favourite_categories=(2,)),
         "one_time_buyer": PersonaSpec(
-            0.04, 3.0, 2.0, 0.0, 0.02, exactly_one_purchase=True, favourite_categories=(6, 7)
+            0.04, 3.0, 2.0, 0.0, 0.02, exactly_one_purchase=True, favourite_categories=(4,)
         ),
         "bargain_hunter": PersonaSpec(
-            0.03, 6.0, 2.0, 0.20, 0.04, bargain=True, favourite_categories=(8, 9)
+            0.03, 6.0, 2.0, 0.20, 0.04, bargain=True, favourite_categories=(8,)
         ),
-        "loyal_buyer": PersonaSpec(0.03, 10.0, 2.0, 0.33, 0.02, favourite_categories=(10, 11)),
+        "loyal_buyer": PersonaSpec(0.03, 10.0, 2.0, 0.33, 0.02, favourite_categories=(6,)),
     }
 
 
@@ -116,7 +116,7 @@ class SynthConfig:
     seed: int = 42
     products: int = 20_000
     start: dt.date = dt.date(2026, 10, 1)
-    separation: float = 0.8
+    separation: float = 0.9
     weekly_amplitude: float = 0.15
     diurnal_peak_to_trough: float = 8.0
     session_len_sigma: float = 1.1

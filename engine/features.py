@@ -1,0 +1,191 @@
+"""Per-user behavioural features as one lazy Polars query (definitions: shared/DESIGN.md).
+
+Pure LazyFrame -> LazyFrame; nothing is collected here. Sessionization uses whole-frame
+``shift``/``cum_sum``/``forward_fill`` over events sorted by (user_id, ts), which the streaming
+engine runs natively, and one hash group_by per user (its state grows with users, not events).
+
+Session-level facts (did a session contain a purchase / a cart) come from running counts:
+``P`` counts purchases so far in the whole frame, ``P_base`` is ``P`` just before the session
+started (forward-filled from the session's first row), so ``P - P_base`` at a session's last
+row is the number of purchases in that session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Sequence
+
+import polars as pl
+
+DEFAULT_SESSION_GAP = dt.timedelta(minutes=30)
+US_PER_DAY = 86_400_000_000
+
+CORE_FEATURES: tuple[str, ...] = (
+    "n_events",
+    "n_views",
+    "n_carts",
+    "n_removes",
+    "n_purchases",
+    "n_sessions",
+    "n_products_viewed",
+    "revenue",
+    "avg_order_value",
+    "view_to_cart",
+    "purchase_session_rate",
+    "cart_abandon_rate",
+    "events_per_session",
+    "active_days",
+    "recency_days",
+    "tenure_days",
+    "top_category",
+)
+EXTRA_FEATURES: tuple[str, ...] = (
+    "n_purchase_sessions",
+    "cart_to_purchase",
+    "remove_rate",
+    "avg_view_price",
+)
+
+
+def share_column(category: str) -> str:
+    """Feature name of a category's view share: ``share_<category>`` as an identifier."""
+    return "share_" + (re.sub(r"[^0-9a-zA-Z]+", "_", category).strip("_").lower() or "blank")
+
+
+def _ratio(num: str, den: str) -> pl.Expr:
+    return pl.when(pl.col(den) > 0).then(pl.col(num).cast(pl.Float64) / pl.col(den)).otherwise(0.0)
+
+
+def sessionize(events: pl.LazyFrame, session_gap: dt.timedelta) -> pl.LazyFrame:
+    """Add ``new_session`` (first event of a session) and ``last_in_session`` flags.
+
+    Assumes events sorted by (user_id, ts).
+    """
+    user_changed = (pl.col("user_id") != pl.col("user_id").shift(1)).fill_null(True)
+    gap_exceeded = ((pl.col("ts") - pl.col("ts").shift(1)) > session_gap).fill_null(True)
+    return events.with_columns((user_changed | gap_exceeded).alias("new_session")).with_columns(
+        pl.col("new_session").shift(-1).fill_null(True).alias("last_in_session")
+    )
+
+
+def _session_flags(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per session's last row: did the session contain a purchase / an add_to_cart."""
+    running = []
+    for kind, name in (("purchase", "P"), ("add_to_cart", "C")):
+        hit = (pl.col("event_type") == kind).cast(pl.UInt32)
+        running.append(hit.cum_sum().alias(name))
+        running.append(hit.alias(f"_{name}_hit"))
+    bases = [
+        pl.when(pl.col("new_session"))
+        .then(pl.col(name) - pl.col(f"_{name}_hit"))
+        .forward_fill()
+        .alias(f"{name}_base")
+        for name in ("P", "C")
+    ]
+    return (
+        events.with_columns(running)
+        .with_columns(bases)
+        .with_columns(
+            (pl.col("last_in_session") & (pl.col("P") > pl.col("P_base"))).alias("_sess_buy"),
+            (pl.col("last_in_session") & (pl.col("C") > pl.col("C_base"))).alias("_sess_cart"),
+        )
+    )
+
+
+def user_features(
+    events: pl.LazyFrame,
+    products: pl.LazyFrame | None = None,
+    *,
+    categories: Sequence[str] = (),
+    as_of: dt.datetime | None = None,
+    session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
+) -> pl.LazyFrame:
+    """One row per user with every core feature, extras and ``share_<category>`` columns.
+
+    Args:
+        events: validated events in the contract schema, sorted by (user_id, ts).
+        products: product_id -> category (needed for top_category and shares).
+        categories: the categories to give a share column (all categories for a correct
+            top_category; see ``engine.featurize.category_list``).
+        as_of: reference time for recency/tenure; events after it are ignored. Default: the
+            largest ts in ``events``.
+        session_gap: a new session starts after a gap strictly greater than this.
+
+    Returns:
+        LazyFrame sorted by user_id.
+    """
+    if as_of is not None:
+        events = events.filter(pl.col("ts") <= as_of)
+    flagged = _session_flags(sessionize(events, session_gap))
+    if products is not None:
+        flagged = flagged.join(
+            products.select("product_id", "category"), on="product_id", how="left"
+        )
+    else:
+        flagged = flagged.with_columns(pl.lit(None, pl.String).alias("category"))
+    is_view = pl.col("event_type") == "view"
+    is_purchase = pl.col("event_type") == "purchase"
+    count = lambda kind: (pl.col("event_type") == kind).sum()  # noqa: E731
+    ordered = sorted(set(categories))
+    view_counts = [
+        (is_view & (pl.col("category") == c)).sum().alias(f"_v{i}") for i, c in enumerate(ordered)
+    ]
+    per_user = flagged.group_by("user_id").agg(
+        pl.len().alias("n_events"),
+        count("view").alias("n_views"),
+        count("add_to_cart").alias("n_carts"),
+        count("remove_from_cart").alias("n_removes"),
+        count("purchase").alias("n_purchases"),
+        pl.col("new_session").sum().alias("n_sessions"),
+        pl.col("product_id").filter(is_view).n_unique().alias("n_products_viewed"),
+        pl.col("price").cast(pl.Float64).filter(is_purchase).sum().alias("revenue"),
+        pl.col("_sess_buy").sum().alias("n_purchase_sessions"),
+        pl.col("_sess_cart").sum().alias("_cart_sessions"),
+        (pl.col("_sess_cart") & pl.col("_sess_buy")).sum().alias("_cart_buy_sessions"),
+        pl.col("ts").dt.date().n_unique().alias("active_days"),
+        pl.col("ts").min().alias("_first_ts"),
+        pl.col("ts").max().alias("_last_ts"),
+        pl.col("price").cast(pl.Float64).filter(is_view).mean().alias("avg_view_price"),
+        *view_counts,
+    )
+    reference = pl.lit(as_of, dtype=pl.Datetime("us", "UTC")) if as_of else pl.col("_last_ts").max()
+    days = lambda since: (reference - pl.col(since)).dt.total_microseconds() / US_PER_DAY  # noqa: E731
+    best = pl.max_horizontal([pl.col(f"_v{i}") for i in range(len(ordered))]) if ordered else None
+    top = (
+        pl.when(best > 0).then(
+            pl.coalesce(
+                [pl.when(pl.col(f"_v{i}") == best).then(pl.lit(c)) for i, c in enumerate(ordered)]
+            )
+        )
+        if best is not None
+        else pl.lit(None, pl.String)
+    )
+    shares = [_ratio(f"_v{i}", "n_views").alias(share_column(c)) for i, c in enumerate(ordered)]
+    return (
+        per_user.with_columns(
+            _ratio("revenue", "n_purchases").alias("avg_order_value"),
+            _ratio("n_carts", "n_views").alias("view_to_cart"),
+            _ratio("n_purchase_sessions", "n_sessions").alias("purchase_session_rate"),
+            (
+                pl.when(pl.col("_cart_sessions") > 0)
+                .then(1.0 - pl.col("_cart_buy_sessions") / pl.col("_cart_sessions"))
+                .otherwise(0.0)
+            ).alias("cart_abandon_rate"),
+            _ratio("n_events", "n_sessions").alias("events_per_session"),
+            days("_last_ts").alias("recency_days"),
+            days("_first_ts").alias("tenure_days"),
+            top.cast(pl.String).alias("top_category"),
+            _ratio("n_purchases", "n_carts").alias("cart_to_purchase"),
+            _ratio("n_removes", "n_carts").alias("remove_rate"),
+            pl.col("avg_view_price").fill_null(0.0),
+            *shares,
+        )
+        .select(
+            "user_id",
+            *CORE_FEATURES,
+            *EXTRA_FEATURES,
+            *(share_column(c) for c in ordered),
+        )
+        .sort("user_id")
+    )

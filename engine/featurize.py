@@ -1,0 +1,124 @@
+"""The features stage at the edge: validate, compute per user range, write atomically.
+
+Sorted input is processed in user_id ranges: each range is a filter that the Parquet scan
+pushes down to row-group statistics, so memory is bounded by the users of one range, not by
+the number of events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from engine.exceptions import ConfigError, DataValidationError
+from engine.features import DEFAULT_SESSION_GAP, user_features
+from engine.loading import Dataset
+from engine.validation import Policy, ValidationReport, validate_events
+
+MAX_CATEGORIES = 200
+DEFAULT_RANGE_USERS = 500_000
+
+
+@dataclass(frozen=True)
+class FeatureResult:
+    """Features of every user, and what validation found."""
+
+    features: pl.DataFrame
+    report: ValidationReport
+    as_of: dt.datetime
+    categories: list[str]
+
+
+def category_list(products: pl.LazyFrame | None) -> list[str]:
+    """All categories in the products table, sorted (a small collect at the edge)."""
+    if products is None:
+        return []
+    categories = (
+        products.select(pl.col("category").drop_nulls().unique().sort())
+        .collect()["category"]
+        .to_list()
+    )
+    if len(categories) > MAX_CATEGORIES:
+        raise ConfigError(
+            f"{len(categories)} categories; at most {MAX_CATEGORIES} get share features. "
+            "Hint: map a coarser category column with --column category=NAME"
+        )
+    return categories
+
+
+def compute_features(
+    dataset: Dataset,
+    *,
+    on_bad_rows: Policy = "error",
+    quarantine_dir: str | Path | None = None,
+    as_of: dt.datetime | None = None,
+    session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
+    range_users: int = DEFAULT_RANGE_USERS,
+    on_range: Callable[[int, int], None] | None = None,
+) -> FeatureResult:
+    """Validate the events and compute user features.
+
+    Args:
+        dataset: from ``load_dataset``.
+        on_bad_rows: "error", "drop" or "quarantine" (see engine.validation).
+        quarantine_dir: folder for quarantine.parquet.
+        as_of: reference time (default: the largest ts).
+        session_gap: session timeout.
+        range_users: users per range when processing sorted input range by range.
+        on_range: progress callback (ranges done, ranges total).
+
+    Returns:
+        FeatureResult with features sorted by user_id.
+    """
+    if session_gap <= dt.timedelta(0):
+        raise ConfigError(f"session_gap must be positive, got {session_gap}")
+    events, report = validate_events(
+        dataset.events,
+        on_bad_rows=on_bad_rows,
+        quarantine_dir=quarantine_dir,
+        declared_sorted=dataset.declared_sorted,
+    )
+    categories = category_list(dataset.products)
+    bounds = events.select(
+        pl.col("ts").max().alias("ts"), pl.col("user_id").max().alias("user_max")
+    ).collect(engine="streaming")
+    if bounds["ts"][0] is None:
+        raise DataValidationError(f"{dataset.source}: no valid events left after validation")
+    if as_of is None:
+        as_of = bounds["ts"][0]
+    elif as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.UTC)
+    user_max = int(bounds["user_max"][0])
+    # After a resort the events are an in-memory plan: one range. Otherwise, ranges.
+    step = user_max + 1 if report.resorted else range_users
+    starts = list(range(0, user_max + 1, step))
+    frames = []
+    for done, lo in enumerate(starts, start=1):
+        part = events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + step))
+        features = user_features(
+            part, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
+        )
+        frames.append(features.collect(engine="streaming"))
+        if on_range is not None:
+            on_range(done, len(starts))
+    return FeatureResult(pl.concat(frames), report, as_of, categories)
+
+
+def write_parquet_atomic(frame: pl.DataFrame, path: str | Path) -> Path:
+    """Write ``frame`` to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    try:
+        pq.write_table(frame.to_arrow(), tmp, compression="zstd")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

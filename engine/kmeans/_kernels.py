@@ -1,0 +1,122 @@
+"""Numba kernels for mini-batch K-Means. The only module of ecomscale that imports numba.
+
+Kernels assume validated input: C-contiguous 2-D ``X`` (float32 or float64), centres in the
+same dtype as X, float64 weights and accumulators. They write into caller-allocated buffers
+(marked OUT / INOUT) and draw no random numbers. Work is split into fixed chunks of rows, and
+per-chunk partial results are reduced in chunk order, so results do not depend on the number
+of threads.
+
+Distances are computed as sum((x - c)^2), never as |x|^2 - 2 x.c + |c|^2, so a large constant
+offset in the features does not cancel precision away.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+CHUNK_ROWS = 8192
+# Reassociation lets LLVM vectorise the distance sums; no nnan/ninf, so inf/NaN stay defined.
+FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+@nb.njit(cache=True, inline="always", fastmath=FASTMATH)
+def _nearest(X, i, centers):  # type: ignore[no-untyped-def]
+    """Index of the nearest centre to row i and its squared distance (float64)."""
+    best = 0
+    best_d = np.inf
+    zero = X[i, 0] - X[i, 0]  # 0 in X's dtype: the inner sum stays in X's precision
+    for c in range(centers.shape[0]):
+        d = zero
+        for j in range(X.shape[1]):
+            t = X[i, j] - centers[c, j]
+            d += t * t
+        if d < best_d:
+            best_d = d
+            best = c
+    return best, np.float64(best_d)
+
+
+@nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
+def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_weight):  # type: ignore[no-untyped-def]
+    """Fused pass: labels, inertia and (optionally) per-centre weighted sums, per chunk.
+
+    Args:
+        X: IN array of shape (n_samples, n_features).
+        centers: IN array of shape (n_clusters, n_features), X's dtype.
+        weights: IN float64 array of shape (n_samples,).
+        labels: OUT int32 array of shape (n_samples,).
+        chunk_inertia: OUT float64 array of shape (n_chunks,).
+        chunk_sums: OUT float64 array of shape (n_chunks, n_clusters, n_features), or of
+            shape (0, 0, 0) to skip the sums.
+        chunk_weight: OUT float64 array of shape (n_chunks, n_clusters) (ignored when
+            chunk_sums is empty).
+    """
+    n = X.shape[0]
+    n_chunks = (n + CHUNK_ROWS - 1) // CHUNK_ROWS
+    accumulate = chunk_sums.shape[0] > 0
+    for chunk in nb.prange(n_chunks):
+        start = chunk * CHUNK_ROWS
+        stop = min(start + CHUNK_ROWS, n)
+        inertia = 0.0
+        if accumulate:
+            chunk_sums[chunk, :, :] = 0.0
+            chunk_weight[chunk, :] = 0.0
+        for i in range(start, stop):
+            best, best_d = _nearest(X, i, centers)
+            labels[i] = best
+            w = weights[i]
+            inertia += w * best_d
+            if accumulate:
+                chunk_weight[chunk, best] += w
+                for j in range(X.shape[1]):
+                    chunk_sums[chunk, best, j] += w * np.float64(X[i, j])
+        chunk_inertia[chunk] = inertia
+
+
+@nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
+def minibatch_step(X, batch, batch_weights, centers, centers64, weight_sums, batch_labels):  # type: ignore[no-untyped-def]
+    """One mini-batch step with per-centre learning rates 1 / (weight seen) (Sculley 2010).
+
+    Args:
+        X: IN array of shape (n_samples, n_features).
+        batch: IN int64 array of shape (batch_size,), row indices.
+        batch_weights: IN float64 array of shape (batch_size,).
+        centers: INOUT array of shape (n_clusters, n_features), X's dtype (kept in sync).
+        centers64: INOUT float64 array of shape (n_clusters, n_features), the true centres.
+        weight_sums: INOUT float64 array of shape (n_clusters,), weight seen per centre.
+        batch_labels: OUT int32 array of shape (batch_size,).
+    """
+    for b in nb.prange(batch.shape[0]):
+        best, _ = _nearest(X, batch[b], centers)
+        batch_labels[b] = best
+    k, d = centers64.shape
+    sums = np.zeros((k, d))
+    counts = np.zeros(k)
+    for b in range(batch.shape[0]):  # serial, in batch order: deterministic
+        c = batch_labels[b]
+        w = batch_weights[b]
+        counts[c] += w
+        for j in range(d):
+            sums[c, j] += w * np.float64(X[batch[b], j])
+    for c in range(k):
+        if counts[c] > 0:
+            total = weight_sums[c] + counts[c]
+            for j in range(d):
+                centers64[c, j] = (centers64[c, j] * weight_sums[c] + sums[c, j]) / total
+                centers[c, j] = centers64[c, j]
+            weight_sums[c] = total
+
+
+@nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
+def min_sq_distances(X, centers, out):  # type: ignore[no-untyped-def]
+    """Squared distance of every row to its nearest centre.
+
+    Args:
+        X: IN array of shape (n_samples, n_features).
+        centers: IN array of shape (n_clusters, n_features), X's dtype.
+        out: OUT float64 array of shape (n_samples,).
+    """
+    for i in nb.prange(X.shape[0]):
+        _, best_d = _nearest(X, i, centers)
+        out[i] = best_d

@@ -1,0 +1,362 @@
+"""engine.MiniBatchKMeans: a scikit-learn compatible, numba-accelerated mini-batch K-Means.
+
+fit = k-means++ on a subsample -> mini-batch steps (Sculley per-centre learning rates) on a
+sample budget that does not grow with n -> a few full Lloyd passes to polish -> one fused
+labels + inertia pass. All randomness is drawn here, in Python, from ``random_state``;
+kernels are deterministic and thread-count independent.
+"""
+
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+from sklearn.utils import check_random_state
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from engine.kmeans import _kernels as K
+
+MIN_STEPS = 10
+
+
+def _n_chunks(n: int) -> int:
+    return (n + K.CHUNK_ROWS - 1) // K.CHUNK_ROWS
+
+
+def assign(
+    X: np.ndarray, centers: np.ndarray, weights: np.ndarray, with_sums: bool
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Labels, exact inertia (float64) and, if asked, per-centre weighted sums and weights."""
+    n, d = X.shape
+    k = centers.shape[0]
+    chunks = _n_chunks(n)
+    labels = np.empty(n, dtype=np.int32)
+    inertia = np.empty(chunks)
+    sums = np.empty((chunks, k, d) if with_sums else (0, 0, 0))
+    weight = np.empty((chunks, k) if with_sums else (0, 0))
+    K.assign_chunks(X, centers, weights, labels, inertia, sums, weight)
+    total = float(math.fsum(inertia))  # chunk order; thread-count independent
+    if with_sums:
+        return labels, total, sums.sum(axis=0), weight.sum(axis=0)
+    return labels, total, sums, weight
+
+
+def kmeans_plusplus(
+    X: np.ndarray, k: int, weights: np.ndarray, rng: np.random.RandomState
+) -> np.ndarray:
+    """Greedy k-means++ (Arthur & Vassilvitskii; 2 + log k trials per centre), float64."""
+    n = X.shape[0]
+    X64 = X.astype(np.float64)
+    trials = 2 + int(np.log(k))
+    p = weights / weights.sum()
+    centers = np.empty((k, X.shape[1]))
+    centers[0] = X64[rng.choice(n, p=p)]
+    closest = ((X64 - centers[0]) ** 2).sum(axis=1)
+    for c in range(1, k):
+        potential = weights * closest
+        total = potential.sum()
+        if total <= 0:  # fewer distinct points than centres: duplicates are unavoidable
+            candidates = rng.choice(n, size=trials, p=p)
+        else:
+            cdf = np.cumsum(potential)
+            candidates = np.searchsorted(cdf, rng.uniform(size=trials) * cdf[-1])
+            candidates = np.minimum(candidates, n - 1)
+        dists = ((X64[None, :, :] - X64[candidates][:, None, :]) ** 2).sum(axis=2)
+        new_closest = np.minimum(closest[None, :], dists)
+        best = int(np.argmin((weights * new_closest).sum(axis=1)))
+        centers[c] = X64[candidates[best]]
+        closest = new_closest[best]
+    return centers
+
+
+class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
+    """Mini-batch K-Means with numba kernels, scikit-learn compatible.
+
+    Parameters:
+        n_clusters: number of clusters.
+        init: "k-means++" or an array of shape (n_clusters, n_features).
+        batch_size: rows per mini-batch step.
+        max_steps: mini-batch step budget (does not grow with n_samples).
+        max_iter: at most this many full Lloyd polish passes after the mini-batch phase
+            (0 disables polishing).
+        tol: stop polishing when the squared centre shift, relative to the data variance,
+            falls below tol.
+        init_size: rows sampled for k-means++ (default min(n, max(3 * batch_size, 10 k))).
+        reassignment_ratio: centres that have seen less than this fraction of the busiest
+            centre's weight are moved to random batch points during the mini-batch phase.
+        n_init: independent initialisations; the run with the lowest inertia is kept.
+        random_state: seed or RandomState.
+
+    Attributes:
+        cluster_centers_: array of shape (n_clusters, n_features), X's dtype.
+        labels_: array of shape (n_samples,).
+        inertia_: exact weighted sum of squared distances, accumulated in float64.
+        n_steps_: mini-batch steps taken.
+        n_iter_: full passes over the data (polish passes plus the final labels pass).
+        n_features_in_: number of features seen at fit.
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+        "init": [StrOptions({"k-means++"}), "array-like"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "max_steps": [Interval(Integral, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "init_size": [Interval(Integral, 1, None, closed="left"), None],
+        "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
+        "n_init": [Interval(Integral, 1, None, closed="left")],
+        "random_state": ["random_state"],
+    }
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        init: str | np.ndarray = "k-means++",
+        batch_size: int = 4096,
+        max_steps: int = 100,
+        max_iter: int = 30,
+        tol: float = 1e-4,
+        init_size: int | None = None,
+        reassignment_ratio: float = 0.01,
+        n_init: int = 1,
+        random_state: Any = None,
+    ) -> None:
+        self.n_clusters = n_clusters
+        self.init = init
+        self.batch_size = batch_size
+        self.max_steps = max_steps
+        self.max_iter = max_iter
+        self.tol = tol
+        self.init_size = init_size
+        self.reassignment_ratio = reassignment_ratio
+        self.n_init = n_init
+        self.random_state = random_state
+
+    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
+
+    # --- validation -----------------------------------------------------------------------
+    def _check_X(self, X: Any, reset: bool) -> np.ndarray:
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=False,
+            dtype=[np.float64, np.float32],
+            order="C",
+            reset=reset,
+        )
+        return np.ascontiguousarray(X)
+
+    def _initial_centers(
+        self, X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState
+    ) -> np.ndarray:
+        k = self.n_clusters
+        if not isinstance(self.init, str):
+            init = np.asarray(self.init, dtype=np.float64)
+            if init.shape != (k, X.shape[1]):
+                raise ValueError(
+                    f"init has shape {init.shape}; expected ({k}, {X.shape[1]}) (n_clusters, "
+                    "n_features)"
+                )
+            return init.copy()
+        n = X.shape[0]
+        size = self.init_size or max(3 * self.batch_size, 10 * k)
+        size = min(n, max(size, k))
+        if size >= n:
+            rows = np.arange(n)
+        elif n > 8 * size:  # O(size) draw; a repeated row is harmless for k-means++
+            rows = np.unique(rng.randint(0, n, size=size))
+        else:
+            rows = np.sort(rng.choice(n, size=size, replace=False))
+        return kmeans_plusplus(X[rows], k, weights[rows], rng)
+
+    # --- fitting --------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+        """Compute the clustering.
+
+        Args:
+            X: array-like of shape (n_samples, n_features); float32 is kept as float32.
+            y: ignored.
+            sample_weight: array-like of shape (n_samples,), optional.
+
+        Returns:
+            self
+        """
+        self._validate_params()
+        X = self._check_X(X, reset=True)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        n, d = X.shape
+        k = self.n_clusters
+        if n < k:
+            raise ValueError(f"n_samples={n} should be >= n_clusters={k}.")
+        rng = check_random_state(self.random_state)
+        best: tuple[np.ndarray, np.ndarray, float, int, int, np.ndarray] | None = None
+        for _ in range(self.n_init):
+            run = self._fit_once(X, weights, sample_weight is None, rng)
+            if best is None or run[2] < best[2]:
+                best = run
+        assert best is not None
+        (
+            self.cluster_centers_,
+            self.labels_,
+            self.inertia_,
+            self.n_steps_,
+            self.n_iter_,
+            self._weight_sums,
+        ) = best
+        return self
+
+    def _fit_once(
+        self, X: np.ndarray, weights: np.ndarray, uniform: bool, rng: np.random.RandomState
+    ) -> tuple[np.ndarray, np.ndarray, float, int, int, np.ndarray]:
+        """One initialisation: k-means++ -> mini-batch steps -> Lloyd polish -> labels."""
+        n = X.shape[0]
+        k = self.n_clusters
+        centers64 = self._initial_centers(X, weights, rng)
+        centers = centers64.astype(X.dtype)
+        # Tolerance scale: the data variance, estimated on a fixed-size sample.
+        probe = X[rng.randint(0, n, size=min(n, 65_536))]
+        tol = self.tol * float(np.mean(np.var(probe, axis=0, dtype=np.float64)))
+
+        # Mini-batch phase: uniform sampling (weighted rows are sampled by weight).
+        cdf = None if uniform else np.cumsum(weights)
+        batch = min(self.batch_size, n)
+        batch_weights = np.ones(batch)
+        weight_sums = np.zeros(k)
+        batch_labels = np.empty(batch, dtype=np.int32)
+        steps = 0
+        smoothed_shift = np.inf
+        for steps in range(1, self.max_steps + 1):
+            before = centers64.copy()
+            if cdf is None:
+                idx = rng.randint(0, n, size=batch).astype(np.int64)
+            else:
+                idx = np.searchsorted(cdf, rng.uniform(size=batch) * cdf[-1])
+                idx = np.minimum(idx, n - 1).astype(np.int64)
+            K.minibatch_step(X, idx, batch_weights, centers, centers64, weight_sums, batch_labels)
+            if steps % 10 == 0 and self.reassignment_ratio > 0:
+                self._reassign_starved(X, idx, centers, centers64, weight_sums, rng)
+            # Early stop once the centres settle (an EWA of the per-step shift).
+            shift = float(((centers64 - before) ** 2).sum())
+            smoothed_shift = shift if steps == 1 else 0.8 * smoothed_shift + 0.2 * shift
+            if steps >= MIN_STEPS and smoothed_shift <= tol:
+                break
+        steps = steps if self.max_steps else 0
+
+        # Lloyd polish: full passes until the centres stop moving.
+        passes = 0
+        for _ in range(self.max_iter):
+            labels, inertia, sums, seen = assign(X, centers, weights, with_sums=True)
+            passes += 1
+            new = centers64.copy()
+            filled = seen > 0
+            new[filled] = sums[filled] / seen[filled, None]
+            if not filled.all():  # an empty centre restarts at the worst-served point
+                dist = np.empty(n)
+                K.min_sq_distances(X, centers, dist)
+                far = np.argsort(-dist, kind="stable")[: int((~filled).sum())]
+                new[~filled] = X[far]
+            shift = float(((new - centers64) ** 2).sum())
+            centers64 = new
+            centers = centers64.astype(X.dtype)
+            if shift <= tol:
+                break
+        labels, inertia, _, _ = assign(X, centers, weights, with_sums=False)
+        return centers, labels, inertia, steps, passes + 1, weight_sums
+
+    def _reassign_starved(
+        self,
+        X: np.ndarray,
+        idx: np.ndarray,
+        centers: np.ndarray,
+        centers64: np.ndarray,
+        weight_sums: np.ndarray,
+        rng: np.random.RandomState,
+    ) -> None:
+        starved = weight_sums < self.reassignment_ratio * weight_sums.max()
+        if starved.any():
+            picks = idx[rng.choice(idx.size, size=int(starved.sum()), replace=False)]
+            centers64[starved] = X[picks]
+            centers[starved] = X[picks]
+            weight_sums[starved] = weight_sums[~starved].min() if (~starved).any() else 0.0
+
+    def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
+        """Update the centres with one mini-batch step over ``X``.
+
+        Args:
+            X: array-like of shape (n_samples, n_features).
+            y: ignored.
+            sample_weight: array-like of shape (n_samples,), optional.
+
+        Returns:
+            self
+        """
+        first = not hasattr(self, "cluster_centers_")
+        if first:
+            self._validate_params()
+        X = self._check_X(X, reset=first)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if first:
+            if X.shape[0] < self.n_clusters:
+                raise ValueError(
+                    f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}."
+                )
+            self._rng = check_random_state(self.random_state)
+            self._centers64 = self._initial_centers(X, weights, self._rng)
+            self._weight_sums = np.zeros(self.n_clusters)
+            self.n_steps_ = 0
+            self.n_iter_ = 0
+        else:
+            self._centers64 = self.cluster_centers_.astype(np.float64)
+        centers = self._centers64.astype(X.dtype)
+        batch_labels = np.empty(X.shape[0], dtype=np.int32)
+        rows = np.arange(X.shape[0], dtype=np.int64)
+        K.minibatch_step(
+            X, rows, weights, centers, self._centers64, self._weight_sums, batch_labels
+        )
+        self.cluster_centers_ = self._centers64.astype(X.dtype)
+        self.labels_, self.inertia_, _, _ = assign(
+            X, self.cluster_centers_, weights, with_sums=False
+        )
+        self.n_steps_ += 1
+        return self
+
+    # --- using a fitted model -------------------------------------------------------------
+    def _centers_for(self, X: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Index of the nearest centre for each row of X, array of shape (n_samples,)."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        labels, _, _, _ = assign(X, self._centers_for(X), np.ones(X.shape[0]), with_sums=False)
+        return labels
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Euclidean distances to every centre, array of shape (n_samples, n_clusters)."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        centers = self.cluster_centers_.astype(np.float64)
+        out = np.empty((X.shape[0], self.n_clusters), dtype=X.dtype)
+        step = 65_536
+        for start in range(0, X.shape[0], step):
+            block = X[start : start + step].astype(np.float64)
+            sq = ((block[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
+            out[start : start + step] = np.sqrt(sq)
+        return out
+
+    def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
+        """Opposite of the inertia of X on the fitted centres."""
+        check_is_fitted(self)
+        X = self._check_X(X, reset=False)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        _, inertia, _, _ = assign(X, self._centers_for(X), weights, with_sums=False)
+        return -inertia
