@@ -43,7 +43,7 @@ def _category_sizes(n_products: int) -> np.ndarray:
 
 def _brand_names(rng: np.random.Generator, category: str, n: int) -> list[str]:
     picks = rng.integers(0, len(_SYLLABLES), size=(n, 3))
-    return [f"{''.join(_SYLLABLES[i] for i in row).capitalize()} {category[:3]}" for row in picks]
+    return ["".join(_SYLLABLES[i] for i in row).capitalize() for row in picks]
 
 
 def build_catalogue(config: SynthConfig) -> Catalogue:
