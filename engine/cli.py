@@ -335,6 +335,7 @@ def segment(features_path: Path, out: Path, k: str, seed: int) -> None:
     help="Folder for report.html and insights/.",
 )
 @with_data_options
+@click.option("--as-of", default=None, help="Use events up to this time (ISO; default: all).")
 @friendly_errors
 def report(
     data: Path,
@@ -345,6 +346,7 @@ def report(
     preset: str | None,
     columns: tuple[str, ...],
     on_bad_rows: str,
+    as_of: str | None,
 ) -> None:
     """Compute the insights and write report.html from earlier features and segments."""
     from engine.featurize import FeatureResult
@@ -365,10 +367,8 @@ def report(
         pl.col("segment").replace_strict(rules, return_dtype=pl.String).alias("name_rule"),
     )
     seg = Segmentation(assignments, profiles, names, rules, len(names), float("nan"), [])
-    # as_of = the moment recency is measured from: the last event of the most recent user.
-    last_ts = dataset.events.select(pl.col("ts").max()).collect().item()
-    as_of = last_ts - dt.timedelta(days=float(feats["recency_days"].min() or 0.0))
-    result = FeatureResult(feats, ValidationReport(0, 0), as_of, [])
+    cutoff = _parse_as_of(as_of) or dataset.events.select(pl.col("ts").max()).collect().item()
+    result = FeatureResult(feats, ValidationReport(0, 0), cutoff, [])
     with console.status("insights and report"):
         ari, path = insights_and_report(dataset, result, seg, out, on_bad_rows=on_bad_rows)  # type: ignore[arg-type]
     console.print(f"report: {path}" + (f" (persona ARI {ari:.3f})" if ari is not None else ""))

@@ -10,6 +10,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from engine.schema import EVENT_TYPES
+
 UNKNOWN_EVENT_TYPE = "wishlist"
 EVENT_KINDS = (
     "duplicated_events",
@@ -43,7 +45,7 @@ def dirty_events(
     missing = np.zeros(n, dtype=bool)
     missing[_sample(rng, n, rate / 10)] = True
     unknown = _sample(rng, n, rate / 10)
-    event_type[unknown] = len(("view", "add_to_cart", "remove_from_cart", "purchase"))
+    event_type[unknown] = len(EVENT_TYPES)  # the code after the contract's last type
     # Swap the timestamps of neighbouring events of one user: rows out of (user_id, ts) order.
     swap = _sample(rng, max(n - 1, 0), rate / 5)
     user = cols["user_id"]
@@ -55,14 +57,16 @@ def dirty_events(
     repeats = 1 + duplicate.astype(np.int64)
     out = {**cols, "ts": ts, "price": price, "event_type": event_type}
     out = {name: np.repeat(values, repeats) for name, values in out.items()}
+    missing = np.repeat(missing, repeats)
+    # Counts are of rows as written: a duplicated defective row counts twice.
     counts = {
         "duplicated_events": int(duplicate.sum()),
         "out_of_order_rows": int(swap.size),
-        "negative_prices": int(negative.size),
+        "negative_prices": int(((out["price"] < 0) & ~missing).sum()),
         "missing_prices": int(missing.sum()),
-        "unknown_event_types": int(unknown.size),
+        "unknown_event_types": int((out["event_type"] == len(EVENT_TYPES)).sum()),
     }
-    return out, np.repeat(missing, repeats), counts
+    return out, missing, counts
 
 
 def dirty_products(

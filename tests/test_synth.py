@@ -1,0 +1,173 @@
+"""synth: schema, determinism, atomic writes, bad input, dirty data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+
+from engine.exceptions import ConfigError, DatasetIOError
+from engine.schema import EVENTS_SCHEMA, PERSONAS_SCHEMA, PRODUCTS_SCHEMA, USERS_SCHEMA
+from synth import PERSONAS, SynthConfig, from_preset, generate_dataset
+from synth.writer import sha256_file
+
+
+def test_schema_conformance(small_dataset: Path) -> None:
+    events = pl.scan_parquet(small_dataset / "events" / "*.parquet")
+    assert events.collect_schema() == EVENTS_SCHEMA
+    assert pl.read_parquet_schema(small_dataset / "users.parquet") == dict(USERS_SCHEMA)
+    assert pl.read_parquet_schema(small_dataset / "products.parquet") == dict(PRODUCTS_SCHEMA)
+    truth = small_dataset / "truth" / "personas.parquet"
+    assert pl.read_parquet_schema(truth) == dict(PERSONAS_SCHEMA)
+
+
+def test_events_sorted_across_parts_and_referentially_sound(small_dataset: Path) -> None:
+    parts = sorted((small_dataset / "events").glob("part-*.parquet"))
+    assert len(parts) == 3  # 20k users / 8192 per part
+    events = pl.read_parquet(parts)
+    assert events.select(
+        (
+            (pl.col("user_id").diff() > 0)
+            | ((pl.col("user_id").diff() == 0) & (pl.col("ts").diff() >= 0))
+        )
+        .fill_null(True)
+        .all()
+    ).item()
+    users = pl.read_parquet(small_dataset / "users.parquet")
+    products = pl.read_parquet(small_dataset / "products.parquet")
+    assert events["user_id"].is_in(users["user_id"].implode()).all()
+    assert events["product_id"].is_in(products["product_id"].implode()).all()
+    assert users["user_id"].to_list() == list(range(20_000))
+    assert events.null_count().sum_horizontal().item() == 0
+    assert (events["price"] > 0).all()
+
+
+def test_manifest_counts_and_hashes(small_dataset: Path) -> None:
+    manifest = json.loads((small_dataset / "manifest.json").read_text())
+    events = pl.scan_parquet(small_dataset / "events" / "*.parquet")
+    assert manifest["counts"]["events"] == events.select(pl.len()).collect().item()
+    by_type = dict(events.group_by("event_type").len().collect().iter_rows())
+    assert manifest["counts"]["event_types"] == {str(k): v for k, v in by_type.items()}
+    for name, digest in manifest["files"].items():
+        assert sha256_file(small_dataset / name) == digest
+    assert manifest["seed"] == 7 and manifest["schema_version"] == "1.0"
+
+
+def test_row_groups_are_exact(tmp_path: Path) -> None:
+    config = SynthConfig(users=8192, products=500, row_group_rows=10_000, part_users=8192)
+    generate_dataset(config, tmp_path / "d")
+    meta = pq.ParquetFile(tmp_path / "d" / "events" / "part-00000.parquet").metadata
+    sizes = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert all(s == 10_000 for s in sizes[:-1]) and 0 < sizes[-1] <= 10_000
+    assert meta.row_group(0).column(0).compression == "ZSTD"
+
+
+def _all_bytes(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_deterministic_across_workers_and_block_sizes(tmp_path: Path) -> None:
+    base = dict(users=12_000, products=800, seed=3, part_users=4096, row_group_rows=20_000)
+    generate_dataset(SynthConfig(**base, block_users=4096), tmp_path / "a", workers=1)
+    generate_dataset(SynthConfig(**base, block_users=8192), tmp_path / "b", workers=2)
+    a, b = _all_bytes(tmp_path / "a"), _all_bytes(tmp_path / "b")
+    a.pop("manifest.json"), b.pop("manifest.json")  # records block_users itself
+    assert a == b
+
+
+def test_part_size_changes_files_not_rows(tmp_path: Path) -> None:
+    base = dict(users=9_000, products=800, seed=5)
+    generate_dataset(SynthConfig(**base, part_users=4096), tmp_path / "a")
+    generate_dataset(SynthConfig(**base, part_users=8192), tmp_path / "b")
+    a = pl.read_parquet(tmp_path / "a" / "events")
+    b = pl.read_parquet(tmp_path / "b" / "events")
+    assert a.equals(b)
+
+
+def test_seed_changes_output(tmp_path: Path) -> None:
+    generate_dataset(SynthConfig(users=2000, products=500, seed=1), tmp_path / "a")
+    generate_dataset(SynthConfig(users=2000, products=500, seed=2), tmp_path / "b")
+    a = pl.read_parquet(tmp_path / "a" / "events")
+    b = pl.read_parquet(tmp_path / "b" / "events")
+    assert not a.equals(b)
+
+
+def test_existing_dataset_needs_overwrite(tmp_path: Path) -> None:
+    config = SynthConfig(users=1000, products=200)
+    generate_dataset(config, tmp_path / "d")
+    before = _all_bytes(tmp_path / "d")
+    with pytest.raises(DatasetIOError, match="--overwrite"):
+        generate_dataset(config, tmp_path / "d")
+    assert _all_bytes(tmp_path / "d") == before
+    generate_dataset(SynthConfig(users=1000, products=200, seed=9), tmp_path / "d", overwrite=True)
+    assert _all_bytes(tmp_path / "d") != before
+    assert [p.name for p in tmp_path.iterdir()] == ["d"]  # no staging folders left
+
+
+def test_interrupted_run_leaves_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import synth.dataset as dataset
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(dataset, "write_table", boom)
+    with pytest.raises(KeyboardInterrupt):
+        generate_dataset(SynthConfig(users=1000, products=200), tmp_path / "d")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"users": -5}, "users must be >= 1"),
+        ({"days": 0}, "days must be >= 1"),
+        ({"dirty": 0.9}, "dirty must be in"),
+        ({"separation": 1.5}, "separation must be in"),
+        ({"block_users": 1000}, "block_users must be a positive multiple"),
+        ({"products": 3}, "products must be >="),
+    ],
+)
+def test_bad_config(kwargs: dict[str, float], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SynthConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_unknown_preset_and_unwritable_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown preset 'nope'"):
+        from_preset("nope")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DatasetIOError, match="cannot write"):
+        generate_dataset(SynthConfig(users=100, products=100), blocker / "sub" / "d")
+
+
+def test_presets_are_valid() -> None:
+    for name in ("default", "tiny", "large", "rees46", "retailrocket"):
+        assert from_preset(name).users >= 1
+
+
+def test_dirty_data_is_labelled(tmp_path: Path) -> None:
+    generate_dataset(SynthConfig(users=5000, products=500, dirty=0.05), tmp_path / "d")
+    manifest = json.loads((tmp_path / "d" / "manifest.json").read_text())
+    dirty = manifest["dirty"]
+    events = pl.read_parquet(tmp_path / "d" / "events")
+    products = pl.read_parquet(tmp_path / "d" / "products.parquet")
+    assert events["event_type"].cast(pl.String).eq("wishlist").sum() == dirty["unknown_event_types"]
+    assert events["price"].null_count() == dirty["missing_prices"]
+    assert (events["price"] < 0).sum() == dirty["negative_prices"]
+    assert products["category"].null_count() == dirty["missing_categories"]
+    assert products["brand"].null_count() == dirty["missing_brands"]
+    for kind in ("duplicated_events", "out_of_order_rows", "negative_prices"):
+        assert dirty[kind] > 0
+    assert manifest["counts"]["events"] == events.height
+
+
+def test_personas_cover_users(small_dataset: Path) -> None:
+    truth = pl.read_parquet(small_dataset / "truth" / "personas.parquet")
+    assert truth.height == 20_000
+    assert set(truth["persona"]) == set(PERSONAS)
