@@ -1,0 +1,192 @@
+"""engine.MiniBatchKMeans: kernels vs NumPy twins, scikit-learn contract, numerics, determinism."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn.cluster import KMeans
+from sklearn.datasets import make_blobs
+from sklearn.metrics import adjusted_rand_score
+from sklearn.utils.estimator_checks import check_estimator
+
+import naive_kmeans as naive
+from engine.kmeans import MiniBatchKMeans
+from engine.kmeans import _kernels as K
+from engine.kmeans.estimator import assign
+
+
+@pytest.fixture(scope="module")
+def blobs() -> tuple[np.ndarray, np.ndarray]:
+    X, y = make_blobs(20_000, n_features=6, centers=5, cluster_std=1.0, random_state=0)
+    return X.astype(np.float32), y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 17, K.CHUNK_ROWS + 5])
+def test_assign_matches_numpy_twin(dtype: type, n: int) -> None:
+    rng = np.random.default_rng(n)
+    X = rng.normal(size=(n, 5)).astype(dtype)
+    centers = rng.normal(size=(4, 5)).astype(dtype)
+    w = rng.uniform(0.5, 2.0, n)
+    labels, inertia, sums, seen = assign(X, centers, w, with_sums=True)
+    t_labels, t_inertia, t_sums, t_seen = naive.assign(X, centers, w)
+    np.testing.assert_array_equal(labels, t_labels)
+    assert inertia == pytest.approx(t_inertia, rel=1e-5)
+    np.testing.assert_allclose(sums, t_sums, rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(seen, t_seen)
+
+
+def test_minibatch_step_matches_numpy_twin() -> None:
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(500, 3))
+    batch = rng.integers(0, 500, size=64)
+    bw = rng.uniform(0.5, 1.5, 64)
+    centers64 = rng.normal(size=(4, 3))
+    weight_sums = rng.uniform(0, 10, 4)
+    t_centers, t_sums, t_labels = naive.minibatch_step(X, batch, bw, centers64, weight_sums)
+    centers = centers64.copy()
+    labels = np.empty(64, dtype=np.int32)
+    K.minibatch_step(X, batch, bw, centers.copy(), centers, weight_sums, labels)
+    np.testing.assert_array_equal(labels, t_labels)
+    np.testing.assert_allclose(centers, t_centers, rtol=1e-12)
+    np.testing.assert_allclose(weight_sums, t_sums)
+
+
+def test_min_sq_distances_matches_numpy_twin() -> None:
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    C = rng.normal(size=(3, 4)).astype(np.float32)
+    out = np.empty(300)
+    K.min_sq_distances(X, C, out)
+    np.testing.assert_allclose(out, naive.min_sq_distances(X, C), rtol=1e-5)
+
+
+def test_check_estimator() -> None:
+    # As scikit-learn does for its own MiniBatchKMeans: mini-batch sampling makes weights
+    # and duplicated rows equivalent only in expectation.
+    expected = {
+        "check_sample_weight_equivalence_on_dense_data": "stochastic mini-batches",
+    }
+    check_estimator(MiniBatchKMeans(n_clusters=3, random_state=0), expected_failed_checks=expected)
+
+
+def test_quality_matches_lloyd(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    ours = MiniBatchKMeans(5, random_state=0).fit(X)
+    lloyd = KMeans(5, random_state=0, n_init=1).fit(X.astype(np.float64))
+    _, lloyd_inertia, _, _ = naive.assign(X, lloyd.cluster_centers_, np.ones(len(X)))
+    assert ours.inertia_ <= lloyd_inertia * 1.0001
+    assert adjusted_rand_score(y, ours.labels_) > 0.99
+    assert ours.n_steps_ <= 100 and ours.n_iter_ >= 1
+
+
+def test_inertia_is_exact_float64(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, _ = blobs
+    model = MiniBatchKMeans(5, random_state=1).fit(X)
+    _, inertia, _, _ = naive.assign(X, model.cluster_centers_, np.ones(len(X)))
+    assert model.inertia_ == pytest.approx(inertia, rel=1e-6)
+    assert model.score(X) == pytest.approx(-inertia, rel=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dtype_is_kept(blobs: tuple[np.ndarray, np.ndarray], dtype: type) -> None:
+    X = blobs[0].astype(dtype)
+    model = MiniBatchKMeans(5, random_state=0).fit(X)
+    assert model.cluster_centers_.dtype == dtype
+    assert model.transform(X).dtype == dtype
+
+
+def test_large_constant_offset_float32(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    shifted = (X.astype(np.float64) + 1e5).astype(np.float32)
+    model = MiniBatchKMeans(5, random_state=0).fit(shifted)
+    assert adjusted_rand_score(y, model.labels_) > 0.99
+    # Inertia close to that of the unshifted data (float32 rounding at 1e5 is ~0.004).
+    plain = MiniBatchKMeans(5, random_state=0).fit(X)
+    assert model.inertia_ == pytest.approx(plain.inertia_, rel=0.01)
+
+
+def test_sample_weight_like_duplicated_rows() -> None:
+    X, _ = make_blobs(3000, n_features=3, centers=3, random_state=3)
+    w = np.random.default_rng(0).integers(1, 4, size=len(X))
+    weighted = MiniBatchKMeans(3, random_state=0).fit(X, sample_weight=w.astype(float))
+    repeated = MiniBatchKMeans(3, random_state=0).fit(np.repeat(X, w, axis=0))
+    a = np.sort(weighted.cluster_centers_, axis=0)
+    b = np.sort(repeated.cluster_centers_, axis=0)
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3)  # same Lloyd fixed point
+    assert weighted.inertia_ == pytest.approx(repeated.inertia_, rel=1e-6)
+
+
+def test_more_clusters_than_distinct_points() -> None:
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [9.0, 0.0]]), 20, axis=0)
+    model = MiniBatchKMeans(5, random_state=0).fit(X)
+    assert model.inertia_ == pytest.approx(0.0, abs=1e-9)
+    assert set(np.unique(model.labels_)).issubset(range(5))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(10, 300),
+    k=st.integers(1, 6),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_labels_in_range_and_deterministic(n: int, k: int, seed: int) -> None:
+    X = np.random.default_rng(seed).normal(size=(n, 3))
+    a = MiniBatchKMeans(k, random_state=seed).fit(X)
+    b = MiniBatchKMeans(k, random_state=seed).fit(X)
+    assert a.labels_.min() >= 0 and a.labels_.max() < k
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    np.testing.assert_array_equal(a.cluster_centers_, b.cluster_centers_)
+
+
+THREADS_SNIPPET = """
+import numba, numpy as np, hashlib
+from sklearn.datasets import make_blobs
+from engine.kmeans import MiniBatchKMeans
+numba.set_num_threads({threads})
+X, _ = make_blobs(60_000, n_features=8, centers=6, cluster_std=4, random_state=1)
+m = MiniBatchKMeans(6, random_state=3).fit(X.astype(np.float32))
+print(hashlib.sha256(m.cluster_centers_.tobytes() + m.labels_.tobytes()).hexdigest(), repr(m.inertia_))
+"""
+
+
+def test_same_result_whatever_the_thread_count() -> None:
+    outputs = {
+        threads: subprocess.run(
+            [sys.executable, "-c", THREADS_SNIPPET.format(threads=threads)],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for threads in (1, 2)
+    }
+    assert outputs[1] == outputs[2]
+
+
+def test_clear_errors() -> None:
+    with pytest.raises(ValueError, match="NaN"):
+        MiniBatchKMeans(2).fit(np.array([[0.0, np.nan], [1.0, 1.0], [2.0, 2.0]]))
+    with pytest.raises(ValueError, match="infinity"):
+        MiniBatchKMeans(2).fit(np.array([[0.0, np.inf], [1.0, 1.0], [2.0, 2.0]]))
+    with pytest.raises(ValueError, match="n_samples=2 should be >= n_clusters=3"):
+        MiniBatchKMeans(3).fit(np.zeros((2, 2)))
+    model = MiniBatchKMeans(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
+    with pytest.raises(ValueError, match="features"):
+        model.predict(np.zeros((4, 5)))
+    with pytest.raises(TypeError, match="[Ss]parse"):
+        MiniBatchKMeans(2).fit(sp.random(50, 3, density=0.5, format="csr"))
+
+
+def test_partial_fit_moves_towards_the_data(blobs: tuple[np.ndarray, np.ndarray]) -> None:
+    X, y = blobs
+    model = MiniBatchKMeans(5, random_state=0)
+    for start in range(0, len(X), 2000):
+        model.partial_fit(X[start : start + 2000])
+    assert adjusted_rand_score(y, model.predict(X)) > 0.9
+    assert model.n_steps_ == 10
