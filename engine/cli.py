@@ -63,7 +63,9 @@ def _parse_as_of(value: str | None) -> dt.datetime | None:
     try:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO date/time (e.g. 2026-10-31T00:00)")
+        raise click.BadParameter(
+            f"{value!r} is not an ISO date/time (e.g. 2026-10-31T00:00)"
+        ) from None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
 
 
@@ -277,7 +279,7 @@ def _parse_k(value: str) -> int | str:
     try:
         return int(value)
     except ValueError:
-        raise click.BadParameter(f"k must be 'auto' or an integer, got {value!r}")
+        raise click.BadParameter(f"k must be 'auto' or an integer, got {value!r}") from None
 
 
 def _segments_table(profiles: pl.DataFrame) -> Table:

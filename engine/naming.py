@@ -55,15 +55,18 @@ RULES: tuple[Rule, ...] = (
     ),
 )
 FALLBACK = ("mixed", "no rule matched")
-KEYS = ("buyer_share", "n_events", "recency_days", "n_purchase_sessions", "revenue")
-KEYS += ("avg_view_price",)
+KEYS = (
+    *("buyer_share", "n_events", "recency_days"),
+    *("n_purchase_sessions", "revenue", "avg_view_price"),
+)
 
 
 def name_segments(profiles: pl.DataFrame) -> tuple[dict[int, str], dict[int, str]]:
     """Segment -> name and segment -> rule, from ``engine.segments.profile`` output."""
-    weights = profiles["users"].cast(pl.Float64)
+    weights = profiles["users"].cast(pl.Float64).to_numpy()
     overall = {
-        key: float((profiles[key].cast(pl.Float64) * weights).sum() / weights.sum()) for key in KEYS
+        key: float((profiles[key].cast(pl.Float64).to_numpy() * weights).sum() / weights.sum())
+        for key in KEYS
     }
     names: dict[int, str] = {}
     rules: dict[int, str] = {}

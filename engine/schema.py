@@ -23,11 +23,11 @@ TS = pl.Datetime("us", "UTC")
 
 EVENTS_SCHEMA = pl.Schema(
     {
-        "user_id": pl.UInt32,
+        "user_id": pl.UInt32(),
         "ts": TS,
         "event_type": EVENT_TYPE,
-        "product_id": pl.UInt32,
-        "price": pl.Float32,
+        "product_id": pl.UInt32(),
+        "price": pl.Float32(),
     }
 )
 # session_id is optional on input (derived when absent).
@@ -35,11 +35,11 @@ OPTIONAL_EVENT_COLUMNS = pl.Schema({"session_id": pl.UInt64})
 
 USERS_SCHEMA = pl.Schema(
     {
-        "user_id": pl.UInt32,
+        "user_id": pl.UInt32(),
         "signup_ts": TS,
-        "country": pl.String,
-        "device": pl.String,
-        "channel": pl.String,
+        "country": pl.String(),
+        "device": pl.String(),
+        "channel": pl.String(),
     }
 )
 

@@ -72,7 +72,7 @@ def prepare(features: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
         raise DataValidationError(
             f"features lack {missing}. Hint: compute them with `ecomscale features`"
         )
-    window = max(float(features["tenure_days"].max() or 0.0), 1e-9)
+    window = max(float(features.select(pl.col("tenure_days").max()).item() or 0.0), 1e-9)
     exprs = [pl.col(c).cast(pl.Float64).log1p().alias(c) for c in LOG_COLUMNS]
     exprs += [pl.col(c).cast(pl.Float64) for c in RATE_COLUMNS]
     exprs += [(pl.col(c) / window).alias(c) for c in TIME_COLUMNS]
@@ -135,12 +135,15 @@ def segment(
         k, scores = choose_k(matrix, seed)
     model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed).fit(matrix)
     labels = model.labels_
-    # Relabel segments by size (0 = largest) so ids are stable and readable.
+    # Relabel segments by size (0 = largest) so ids are stable and readable; a centre that
+    # ended up with no users (fewer distinct users than k) is dropped, not shown empty.
     sizes = np.bincount(labels, minlength=int(k))
     order = np.argsort(-sizes, kind="stable")
-    relabel = np.empty_like(order)
+    order = order[sizes[order] > 0]
+    relabel = np.full(sizes.size, -1)
     relabel[order] = np.arange(order.size)
     labels = relabel[labels]
+    k = int(order.size)
     with_segment = features.with_columns(pl.Series("segment", labels, dtype=pl.Int32))
     profiles = profile(with_segment)
     names, rules = name_segments(profiles)

@@ -19,7 +19,7 @@ import os
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -83,7 +83,7 @@ def rule_expr() -> pl.Expr:
         ("duplicate_event", same_as_prev),
         ("unsorted", unsorted.fill_null(False)),
     ]
-    expr = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
+    expr: Any = pl.when(checks[0][1]).then(pl.lit(checks[0][0]))
     for name, check in checks[1:]:
         expr = expr.when(check).then(pl.lit(name))
     return expr.otherwise(pl.lit(None, pl.String)).alias("_rule")

@@ -11,8 +11,10 @@ from engine.schema import PERSONAS_SCHEMA, USERS_SCHEMA, arrow_schema
 from synth.catalogue import STREAM_USERS
 from synth.config import PERSONAS, RNG_BLOCK_USERS, SynthConfig
 
-COUNTRIES = (("US", 0.35), ("GB", 0.12), ("DE", 0.12), ("FR", 0.09), ("IN", 0.1))
-COUNTRIES += (("BR", 0.08), ("PL", 0.05), ("JP", 0.05), ("CA", 0.04))
+COUNTRIES = (
+    *(("US", 0.35), ("GB", 0.12), ("DE", 0.12), ("FR", 0.09), ("IN", 0.1)),
+    *(("BR", 0.08), ("PL", 0.05), ("JP", 0.05), ("CA", 0.04)),
+)
 DEVICES = (("mobile", 0.62), ("desktop", 0.33), ("tablet", 0.05))
 CHANNELS = (("organic", 0.38), ("paid", 0.25), ("direct", 0.17), ("email", 0.1), ("social", 0.1))
 US_PER_DAY = 86_400_000_000

@@ -25,7 +25,7 @@ class RowGroupWriter:
     """Writes tables to one Parquet file in row groups of exactly ``rows`` rows (last shorter)."""
 
     def __init__(self, path: Path, schema: pa.Schema, rows: int) -> None:
-        self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)  # type: ignore[arg-type]
+        self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)
         self._rows = rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0

@@ -13,8 +13,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.featurize import compute_features
 from engine.features import CORE_FEATURES, user_features
+from engine.featurize import compute_features
 from engine.loading import load_dataset
 from engine.schema import EVENTS_SCHEMA
 

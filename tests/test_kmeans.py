@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import naive_kmeans as naive
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -15,7 +16,6 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import check_estimator
 
-import naive_kmeans as naive
 from engine.kmeans import MiniBatchKMeans
 from engine.kmeans import _kernels as K
 from engine.kmeans.estimator import assign

@@ -21,7 +21,7 @@ FASTMATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
 @nb.njit(cache=True, inline="always", fastmath=FASTMATH)
-def _nearest(X, i, centers):  # type: ignore[no-untyped-def]
+def _nearest(X, i, centers):
     """Index of the nearest centre to row i and its squared distance (float64)."""
     best = 0
     best_d = np.inf
@@ -38,7 +38,7 @@ def _nearest(X, i, centers):  # type: ignore[no-untyped-def]
 
 
 @nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_weight):  # type: ignore[no-untyped-def]
+def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_weight):
     """Fused pass: labels, inertia and (optionally) per-centre weighted sums, per chunk.
 
     Args:
@@ -75,7 +75,7 @@ def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_
 
 
 @nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def minibatch_step(X, batch, batch_weights, centers, centers64, weight_sums, batch_labels):  # type: ignore[no-untyped-def]
+def minibatch_step(X, batch, batch_weights, centers, centers64, weight_sums, batch_labels):
     """One mini-batch step with per-centre learning rates 1 / (weight seen) (Sculley 2010).
 
     Args:
@@ -109,7 +109,7 @@ def minibatch_step(X, batch, batch_weights, centers, centers64, weight_sums, bat
 
 
 @nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
-def min_sq_distances(X, centers, out):  # type: ignore[no-untyped-def]
+def min_sq_distances(X, centers, out):
     """Squared distance of every row to its nearest centre.
 
     Args:

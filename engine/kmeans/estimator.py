@@ -138,7 +138,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_init = n_init
         self.random_state = random_state
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags

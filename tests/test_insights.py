@@ -1,0 +1,113 @@
+"""Insight definitions on tiny hand-worked logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import polars as pl
+import pytest
+
+from engine import insights
+from engine.features import user_features
+from engine.schema import EVENTS_SCHEMA
+
+T0 = dt.datetime(2026, 2, 2, 9, tzinfo=dt.UTC)
+M = dt.timedelta(minutes=1)
+
+EVENTS = pl.DataFrame(
+    [
+        (1, T0, "view", 1, 10.0),
+        (1, T0 + M, "add_to_cart", 1, 10.0),
+        (1, T0 + 2 * M, "purchase", 1, 10.0),
+        (2, T0, "view", 2, 4.0),
+        (2, T0 + dt.timedelta(days=8), "add_to_cart", 2, 4.0),  # outside the 7-day window
+        (3, T0, "add_to_cart", 1, 10.0),  # cart before any view: not a funnel step
+        (3, T0 + M, "view", 1, 10.0),
+        (3, T0 + 2 * M, "purchase", 1, 10.0),
+        (4, T0, "view", 3, 1.0),
+    ],
+    schema=EVENTS_SCHEMA,
+    orient="row",
+).lazy()
+PRODUCTS = pl.LazyFrame(
+    {"product_id": [1, 2, 3], "category": ["a", "b", "a"], "brand": ["x", "y", "z"]},
+    schema={"product_id": pl.UInt32, "category": pl.String, "brand": pl.String},
+)
+SEGMENTS = pl.LazyFrame(
+    {"user_id": [1, 2, 3, 4], "segment": [0, 0, 1, 1], "segment_name": ["X", "X", "Y", "Y"]},
+    schema={"user_id": pl.UInt32, "segment": pl.Int32, "segment_name": pl.String},
+)
+
+
+def test_user_funnel_is_strict_and_windowed() -> None:
+    flags = insights.user_funnel(EVENTS).collect().sort("user_id")
+    assert flags.rows() == [
+        (1, True, True, True),
+        (2, True, False, False),
+        (3, True, False, False),
+        (4, True, False, False),
+    ]
+    wide = insights.user_funnel(EVENTS, window=dt.timedelta(days=9)).collect().sort("user_id")
+    assert wide["add_to_cart"].to_list() == [True, True, False, False]
+
+
+def test_funnel_table() -> None:
+    table = insights.funnel(EVENTS).collect()
+    assert table["stage"].to_list() == ["view", "add_to_cart", "purchase"]
+    assert table["users"].to_list() == [4, 1, 1]
+    assert table["of_previous"].to_list() == [1.0, 0.25, 1.0]
+    assert table["of_first"].to_list() == [1.0, 0.25, 0.25]
+    per_segment = insights.funnel(EVENTS, SEGMENTS).collect()
+    y = per_segment.filter(pl.col("segment_name") == "Y")
+    assert y["users"].to_list() == [2, 0, 0] and y["of_previous"].to_list() == [1.0, 0.0, 0.0]
+
+
+def test_session_funnel() -> None:
+    table = insights.session_funnel(EVENTS).collect()
+    assert table["sessions"].to_list() == [4, 2, 2]  # user 2's cart session has no view
+
+
+def test_category_preference_lift() -> None:
+    table = insights.category_preference(EVENTS, PRODUCTS, SEGMENTS).collect()
+    got = {
+        (r["segment_name"], r["category"]): (r["share"], r["lift"])
+        for r in table.iter_rows(named=True)
+    }
+    assert got[("X", "a")] == pytest.approx((0.5, 2 / 3))
+    assert got[("X", "b")] == pytest.approx((0.5, 2.0))
+    assert got[("Y", "a")] == pytest.approx((1.0, 4 / 3))
+    assert ("Y", "b") not in got
+
+
+def test_product_interest_and_rank_correlation() -> None:
+    interest = insights.product_interest(EVENTS, PRODUCTS)
+    table = interest.collect()
+    assert table.select("product_id", "views", "carts", "purchases").rows() == [
+        (1, 2, 2, 2),
+        (2, 1, 1, 0),
+        (3, 1, 0, 0),
+    ]
+    rho = insights.interest_rank_correlation(interest).collect()["spearman"][0]
+    assert rho == pytest.approx(1.0)
+    worst = insights.viewed_not_bought(interest).collect()["product_id"].to_list()
+    assert worst == [2, 3, 1]
+
+
+def test_revenue_by_segment() -> None:
+    features = user_features(EVENTS, PRODUCTS, categories=["a", "b"])
+    table = insights.revenue_by_segment(features, SEGMENTS).collect()
+    x, y = table.row(0, named=True), table.row(1, named=True)
+    assert (x["users"], x["buyers"], x["revenue"], x["conversion"]) == (2, 1, 10.0, 0.5)
+    assert y["revenue_share"] == pytest.approx(0.5) and y["avg_order_value"] == 10.0
+
+
+def test_persona_agreement() -> None:
+    segs = SEGMENTS.collect()
+    truth = pl.DataFrame({"user_id": [1, 2, 3, 4], "persona": ["p", "p", "q", "q"]}).cast(
+        {"user_id": pl.UInt32}
+    )
+    ari, table = insights.persona_agreement(segs, truth)
+    assert ari == pytest.approx(1.0)
+    assert table.select("p", "q").rows() == [(2, 0), (0, 2)]
+    shuffled = truth.with_columns(pl.Series("persona", ["p", "q", "p", "q"]))
+    assert insights.persona_agreement(segs, shuffled)[0] < 0.1

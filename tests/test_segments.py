@@ -1,0 +1,143 @@
+"""Segments: preparation, naming rules, a golden summary, persona recovery on the default data."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from engine.exceptions import ConfigError, DataValidationError
+from engine.featurize import compute_features
+from engine.insights import persona_agreement
+from engine.loading import load_dataset
+from engine.naming import name_segments
+from engine.segments import prepare, segment
+from synth import SynthConfig, generate_dataset
+
+GOLDEN = Path(__file__).parent / "golden" / "segments_small.json"
+
+
+@pytest.fixture(scope="module")
+def small_features(small_dataset: Path) -> pl.DataFrame:
+    return compute_features(load_dataset(small_dataset)).features
+
+
+def test_prepare_standardises(small_features: pl.DataFrame) -> None:
+    matrix, columns = prepare(small_features)
+    assert matrix.dtype == np.float32 and matrix.shape == (small_features.height, len(columns))
+    behaviour = [i for i, c in enumerate(columns) if not c.startswith("share_")]
+    np.testing.assert_allclose(matrix[:, behaviour].mean(axis=0), 0, atol=1e-4)
+    np.testing.assert_allclose(matrix[:, behaviour].std(axis=0), 1, atol=1e-3)
+    assert np.isfinite(matrix).all()
+
+
+def _profile(**overrides: float) -> dict[str, float]:
+    base = {
+        "segment": 0,
+        "users": 100,
+        "buyer_share": 0.1,
+        "n_events": 10.0,
+        "recency_days": 10.0,
+        "n_purchase_sessions": 0.2,
+        "revenue": 10.0,
+        "avg_view_price": 100.0,
+        "top_category": "a",
+    }
+    return {**base, **overrides}
+
+
+def test_naming_rules() -> None:
+    rows = [
+        _profile(segment=0, users=1000),
+        _profile(segment=1, buyer_share=0.0, n_events=40.0),
+        _profile(segment=2, recency_days=25.0),
+        _profile(segment=3, buyer_share=0.9, n_purchase_sessions=4.0, revenue=300.0),
+        _profile(segment=4, buyer_share=0.6, avg_view_price=20.0),
+        _profile(segment=5, buyer_share=0.95, n_purchase_sessions=1.0),
+        _profile(segment=6, buyer_share=0.0, n_events=3.0),
+    ]
+    names, rules = name_segments(pl.DataFrame(rows))
+    assert names == {
+        0: "mixed",
+        1: "engaged non-buyers",
+        2: "lapsed",
+        3: "loyal high spenders",
+        4: "bargain hunters",
+        5: "one-time buyers",
+        6: "casual browsers",
+    }
+    assert rules[1].startswith("buyer share < 5%")
+
+
+def test_repeated_names_are_told_apart() -> None:
+    rows = [
+        _profile(segment=0, buyer_share=0.0, n_events=2.0, top_category="toys"),
+        _profile(segment=1, buyer_share=0.0, n_events=2.0, top_category="food"),
+        _profile(segment=2, users=10, buyer_share=0.5, n_events=50.0, revenue=100.0),
+    ]
+    names, _ = name_segments(pl.DataFrame(rows))
+    assert names[0] == "casual browsers (toys, #0)" and names[1] == "casual browsers (food, #1)"
+
+
+def test_golden_summary(small_features: pl.DataFrame) -> None:
+    seg = segment(small_features, k="auto", seed=0)
+    summary = {
+        "k": seg.k,
+        "segments": [
+            {"name": r["segment_name"], "users": r["users"]}
+            for r in seg.profiles.sort("segment").iter_rows(named=True)
+        ],
+    }
+    if os.environ.get("ECOMSCALE_UPDATE_GOLDEN"):  # after a deliberate change; then commit it
+        GOLDEN.write_text(json.dumps(summary, indent=2) + "\n")
+    golden = json.loads(GOLDEN.read_text())
+    assert summary["k"] == golden["k"]
+    assert [s["name"] for s in summary["segments"]] == [s["name"] for s in golden["segments"]]
+    for ours, stored in zip(summary["segments"], golden["segments"], strict=True):
+        assert abs(ours["users"] - stored["users"]) <= max(5, 0.005 * stored["users"])
+
+
+def test_segmentation_is_deterministic(small_features: pl.DataFrame) -> None:
+    a = segment(small_features, k=4, seed=3)
+    b = segment(small_features, k=4, seed=3)
+    assert a.assignments.equals(b.assignments)
+
+
+def test_bad_input() -> None:
+    one = pl.DataFrame({"user_id": [1]})
+    with pytest.raises(DataValidationError, match="at least 2 users"):
+        segment(one)
+    with pytest.raises(DataValidationError, match="features lack"):
+        segment(pl.DataFrame({"user_id": [1, 2]}))
+
+
+def test_bad_k(small_features: pl.DataFrame) -> None:
+    with pytest.raises(ConfigError, match="k must be"):
+        segment(small_features, k=0)
+
+
+def test_empty_centres_are_dropped(small_features: pl.DataFrame) -> None:
+    few = pl.concat([small_features.head(3)] * 5).with_columns(
+        pl.int_range(pl.len()).cast(pl.UInt32).alias("user_id")
+    )
+    seg = segment(few, k=6, seed=0)
+    assert seg.k == 3  # three distinct users, five copies each
+    assert sorted(seg.assignments["segment"].unique().to_list()) == [0, 1, 2]
+    assert (seg.profiles["users"] > 0).all()
+
+
+@pytest.mark.slow
+def test_default_dataset_recovers_personas(tmp_path: Path) -> None:
+    generate_dataset(SynthConfig(), tmp_path / "default", workers=2)
+    ds = load_dataset(tmp_path / "default")
+    seg = segment(compute_features(ds).features, k="auto", seed=0)
+    assert ds.truth is not None
+    ari, _ = persona_agreement(seg.assignments, ds.truth.collect())
+    assert ari >= 0.8
+    assert "engaged non-buyers" in seg.names.values()
+    engaged = seg.profiles.filter(pl.col("segment_name") == "engaged non-buyers").row(0, named=True)
+    assert engaged["buyer_share"] < 0.05
