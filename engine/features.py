@@ -117,19 +117,32 @@ def user_features(
     """
     if as_of is not None:
         events = events.filter(pl.col("ts") <= as_of)
+    ordered = sorted(set(categories))
     flagged = _session_flags(sessionize(events, session_gap))
-    if products is not None:
-        flagged = flagged.join(
-            products.select("product_id", "category"), on="product_id", how="left"
+    day = pl.col("ts").dt.date()
+    flagged = flagged.with_columns(
+        ((pl.col("user_id") != pl.col("user_id").shift(1)) | (day != day.shift(1)))
+        .fill_null(True)
+        .alias("_new_day")
+    )
+    if products is not None and ordered:
+        # Categories as small integer codes: one cheap join, integer comparisons after it.
+        codes = products.select(
+            "product_id",
+            pl.col("category")
+            .replace_strict(
+                {c: i for i, c in enumerate(ordered)}, default=None, return_dtype=pl.UInt16
+            )
+            .alias("_cat"),
         )
+        flagged = flagged.join(codes, on="product_id", how="left")
     else:
-        flagged = flagged.with_columns(pl.lit(None, pl.String).alias("category"))
+        flagged = flagged.with_columns(pl.lit(None, pl.UInt16).alias("_cat"))
     is_view = pl.col("event_type") == "view"
     is_purchase = pl.col("event_type") == "purchase"
     count = lambda kind: (pl.col("event_type") == kind).sum()  # noqa: E731
-    ordered = sorted(set(categories))
     view_counts = [
-        (is_view & (pl.col("category") == c)).sum().alias(f"_v{i}") for i, c in enumerate(ordered)
+        (is_view & (pl.col("_cat") == i)).sum().alias(f"_v{i}") for i in range(len(ordered))
     ]
     per_user = flagged.group_by("user_id").agg(
         pl.len().alias("n_events"),
@@ -143,7 +156,7 @@ def user_features(
         pl.col("_sess_buy").sum().alias("n_purchase_sessions"),
         pl.col("_sess_cart").sum().alias("_cart_sessions"),
         (pl.col("_sess_cart") & pl.col("_sess_buy")).sum().alias("_cart_buy_sessions"),
-        pl.col("ts").dt.date().n_unique().alias("active_days"),
+        pl.col("_new_day").sum().alias("active_days"),
         pl.col("ts").min().alias("_first_ts"),
         pl.col("ts").max().alias("_last_ts"),
         pl.col("price").cast(pl.Float64).filter(is_view).mean().alias("avg_view_price"),

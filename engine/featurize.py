@@ -86,16 +86,13 @@ def compute_features(
         declared_sorted=dataset.declared_sorted,
     )
     categories = category_list(dataset.products)
-    bounds = events.select(
-        pl.col("ts").max().alias("ts"), pl.col("user_id").max().alias("user_max")
-    ).collect(engine="streaming")
-    if bounds["ts"][0] is None:
+    if report.ts_max is None or report.user_max is None:
         raise DataValidationError(f"{dataset.source}: no valid events left after validation")
     if as_of is None:
-        as_of = bounds["ts"][0]
+        as_of = report.ts_max
     elif as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
-    user_max = int(bounds["user_max"][0])
+    user_max = int(report.user_max)
     # After a resort the events are an in-memory plan: one range. Otherwise, ranges.
     step = user_max + 1 if report.resorted else range_users
     starts = list(range(0, user_max + 1, step))

@@ -15,6 +15,7 @@ a Parquet file. Unsorted rows are never dropped: under drop/quarantine the event
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +55,8 @@ class ValidationReport:
     counts: dict[str, int] = field(default_factory=dict)  # rule -> rows (0 rules omitted)
     resorted: bool = False
     quarantine_path: Path | None = None
+    ts_max: dt.datetime | None = None  # largest ts among valid rows (before any resort)
+    user_max: int | None = None  # largest user_id among valid rows
 
     @property
     def clean(self) -> bool:
@@ -90,8 +93,24 @@ def rule_expr() -> pl.Expr:
 
 
 def _counts(events: pl.LazyFrame) -> pl.DataFrame:
+    """Rows per rule, with the bounds of each group (one streaming pass, no file names)."""
+    return (
+        events.select("ts", "user_id", rule_expr())
+        .group_by("_rule")
+        .agg(
+            pl.len().alias("rows"),
+            pl.col("ts").max().alias("ts_max"),
+            pl.col("user_id").max().alias("user_max"),
+        )
+        .collect(engine="streaming")
+    )
+
+
+def _counts_by_file(events: pl.LazyFrame, rule: str) -> pl.DataFrame:
+    """Rows breaking ``rule`` per file (a second pass, only to write an error message)."""
     return (
         events.select("_file", rule_expr())
+        .filter(pl.col("_rule") == rule)
         .group_by("_rule", "_file")
         .agg(pl.len().alias("rows"))
         .collect(engine="streaming")
@@ -145,14 +164,16 @@ def validate_events(
     per_rule = {
         rule: int(n)
         for rule, n in counts.filter(pl.col("_rule").is_not_null())
-        .group_by("_rule")
-        .agg(pl.col("rows").sum())
+        .select("_rule", "rows")
         .iter_rows()
     }
+    # Out-of-order rows are kept (sorted), so they count towards the bounds.
+    kept = counts.filter(pl.col("_rule").is_null() | (pl.col("_rule") == "unsorted"))
+    bounds = kept.select(pl.col("ts_max").max(), pl.col("user_max").max()).row(0, named=True)
     blocking = {r: n for r, n in per_rule.items() if declared_sorted or r != "unsorted"}
     if on_bad_rows == "error" and blocking:
         first = next(rule for rule in RULES if rule in blocking)
-        raise DataValidationError(_message(first, counts))
+        raise DataValidationError(_message(first, _counts_by_file(events, first)))
 
     resorted = per_rule.pop("unsorted", 0) > 0
     clean = events
@@ -188,6 +209,8 @@ def validate_events(
         counts=per_rule,
         resorted=resorted,
         quarantine_path=quarantine_path,
+        ts_max=bounds["ts_max"],
+        user_max=bounds["user_max"],
     )
     return contract, report
 

@@ -1,0 +1,86 @@
+"""Features: ours vs the same features in DuckDB SQL and pandas, and Polars' decode floor.
+
+Guards (ci profile, 2 cores): ours at least 1.3x DuckDB and 3x pandas, and within 10x of the
+decode floor. Quality: identical row counts and n_events totals across implementations.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from benchmarks.conftest import Profile, best_of, child_peak_rss_mb, self_peak_rss_snippet, slowdown
+from benchmarks.peers import duckdb_features, pandas_features
+from engine.featurize import compute_features
+from engine.loading import load_dataset
+
+GUARD_VS_DUCKDB = 1.3
+GUARD_VS_PANDAS = 3.0
+GUARD_VS_FLOOR = 10.0
+
+
+def ours(data: Path) -> pl.DataFrame:
+    result = compute_features(load_dataset(data))
+    if slowdown("features"):
+        time.sleep(5.0)
+    return result.features
+
+
+def test_features_vs_peers(benchmark: pytest.FixtureRequest, profile: Profile, dataset: Path) -> None:
+    features = benchmark.pedantic(ours, args=(dataset,), rounds=profile.rounds, warmup_rounds=1, iterations=1)
+    ours_s = benchmark.stats.stats.min
+    events = int(features["n_events"].sum())
+
+    duck_s, duck = best_of(lambda: duckdb_features(dataset), profile.rounds)
+    floor_s, floor = best_of(lambda: pl.read_parquet(dataset / "events"), profile.rounds)
+
+    # pandas on a subset of users (the same per-event work), scaled by events.
+    subset = pl.read_parquet(dataset / "events").filter(pl.col("user_id") < profile.pandas_users)
+    products = pl.read_parquet(dataset / "products.parquet").to_pandas()
+    pdf = subset.with_columns(pl.col("event_type").cast(pl.String)).to_pandas()
+    pandas_s, pandas_out = best_of(lambda: pandas_features(pdf, products), 1)
+    pandas_per_event = pandas_s / subset.height
+
+    assert duck.height == features.height == floor["user_id"].n_unique()
+    assert int(duck["n_events"].sum()) == events == floor.height
+    assert int(pandas_out["n_events"].sum()) == subset.height
+    np.testing.assert_allclose(
+        features.sort("user_id")["revenue"].to_numpy(), duck["revenue"].to_numpy(), rtol=1e-9
+    )
+
+    vs_duck = duck_s / ours_s
+    vs_pandas = pandas_per_event / (ours_s / events)
+    of_floor = ours_s / floor_s
+    benchmark.extra_info.update(
+        events=events,
+        users=features.height,
+        events_per_s=events / ours_s,
+        duckdb_events_per_s=events / duck_s,
+        pandas_events_per_s=1 / pandas_per_event,
+        floor_events_per_s=events / floor_s,
+        ratio_vs_duckdb=vs_duck,
+        ratio_vs_pandas=vs_pandas,
+        times_floor=of_floor,
+    )
+    print(
+        f"\nfeatures: {events:,} events, ours {events / ours_s / 1e6:.1f} M/s, DuckDB {events / duck_s / 1e6:.1f} M/s "
+        f"({vs_duck:.2f}x), pandas {1 / pandas_per_event / 1e6:.2f} M/s ({vs_pandas:.1f}x), "
+        f"decode floor {events / floor_s / 1e6:.1f} M/s ({of_floor:.1f}x floor time)"
+    )
+    assert vs_duck >= GUARD_VS_DUCKDB
+    assert vs_pandas >= GUARD_VS_PANDAS
+    assert of_floor <= GUARD_VS_FLOOR
+
+
+def test_features_peak_memory(benchmark: pytest.FixtureRequest, dataset: Path) -> None:
+    code = (
+        "from engine.featurize import compute_features; from engine.loading import load_dataset\n"
+        f"compute_features(load_dataset({str(dataset)!r}))\n" + self_peak_rss_snippet()
+    )
+    rss, _ = benchmark.pedantic(lambda: child_peak_rss_mb(code), rounds=1, iterations=1)
+    benchmark.extra_info["peak_rss_mb"] = rss
+    print(f"\nfeatures peak RSS: {rss:.0f} MB")
