@@ -73,9 +73,7 @@ def best_of(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
 
 def child_peak_rss_mb(code: str) -> tuple[float, str]:
     """Run Python ``code`` in a fresh process; its peak RSS in MB and its stdout."""
-    proc = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
-    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(proc.stdout.strip().splitlines()[-1]), proc.stdout
 
 

@@ -90,7 +90,9 @@ def pandas_features(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataFram
         }
     )
     out["n_products_viewed"] = e[e["view"]].groupby("user_id")["product_id"].nunique()
-    sess = e.groupby(["user_id", "session"]).agg(buy=("purchase", "any"), cart=("add_to_cart", "any"))
+    sess = e.groupby(["user_id", "session"]).agg(
+        buy=("purchase", "any"), cart=("add_to_cart", "any")
+    )
     su = sess.groupby("user_id").agg(buy=("buy", "sum"), cart=("cart", "sum"))
     su["abandoned"] = (sess["cart"] & ~sess["buy"]).groupby("user_id").sum()
     out = out.join(su)
@@ -99,10 +101,16 @@ def pandas_features(events: pd.DataFrame, products: pd.DataFrame) -> pd.DataFram
     counts = counts.sort_values(["user_id", "v", "category"], ascending=[True, False, True])
     out["top_category"] = counts.drop_duplicates("user_id").set_index("user_id")["category"]
     as_of = e["ts"].max()
-    out["avg_order_value"] = np.where(out["n_purchases"] > 0, out["revenue"] / out["n_purchases"].clip(lower=1), 0.0)
-    out["view_to_cart"] = np.where(out["n_views"] > 0, out["n_carts"] / out["n_views"].clip(lower=1), 0.0)
+    out["avg_order_value"] = np.where(
+        out["n_purchases"] > 0, out["revenue"] / out["n_purchases"].clip(lower=1), 0.0
+    )
+    out["view_to_cart"] = np.where(
+        out["n_views"] > 0, out["n_carts"] / out["n_views"].clip(lower=1), 0.0
+    )
     out["purchase_session_rate"] = out["buy"] / out["n_sessions"]
-    out["cart_abandon_rate"] = np.where(out["cart"] > 0, out["abandoned"] / out["cart"].clip(lower=1), 0.0)
+    out["cart_abandon_rate"] = np.where(
+        out["cart"] > 0, out["abandoned"] / out["cart"].clip(lower=1), 0.0
+    )
     out["events_per_session"] = out["n_events"] / out["n_sessions"]
     out["recency_days"] = (as_of - out["last_ts"]).dt.total_seconds() / 86400
     out["tenure_days"] = (as_of - out["first_ts"]).dt.total_seconds() / 86400

@@ -30,8 +30,12 @@ def ours(data: Path) -> pl.DataFrame:
     return result.features
 
 
-def test_features_vs_peers(benchmark: pytest.FixtureRequest, profile: Profile, dataset: Path) -> None:
-    features = benchmark.pedantic(ours, args=(dataset,), rounds=profile.rounds, warmup_rounds=1, iterations=1)
+def test_features_vs_peers(
+    benchmark: pytest.FixtureRequest, profile: Profile, dataset: Path
+) -> None:
+    features = benchmark.pedantic(
+        ours, args=(dataset,), rounds=profile.rounds, warmup_rounds=1, iterations=1
+    )
     ours_s = benchmark.stats.stats.min
     events = int(features["n_events"].sum())
 

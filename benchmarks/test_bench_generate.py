@@ -22,7 +22,9 @@ from synth.writer import PARQUET_OPTIONS
 GUARD_OF_FLOOR = 0.20
 
 
-def test_generation_vs_write_floor(benchmark: pytest.FixtureRequest, profile: Profile, tmp_path: Path, dataset: Path) -> None:
+def test_generation_vs_write_floor(
+    benchmark: pytest.FixtureRequest, profile: Profile, tmp_path: Path, dataset: Path
+) -> None:
     workers = os.cpu_count() or 1
     config = SynthConfig(users=profile.users, seed=2024)
     out = tmp_path / "gen"
@@ -49,7 +51,12 @@ def test_generation_vs_write_floor(benchmark: pytest.FixtureRequest, profile: Pr
         from concurrent.futures import ThreadPoolExecutor
 
         def write(i: int) -> None:
-            pq.write_table(table.slice(i * step, step), floor_dir / f"p{i}.parquet", row_group_size=1_000_000, **PARQUET_OPTIONS)
+            pq.write_table(
+                table.slice(i * step, step),
+                floor_dir / f"p{i}.parquet",
+                row_group_size=1_000_000,
+                **PARQUET_OPTIONS,
+            )
 
         with ThreadPoolExecutor(workers) as pool:
             list(pool.map(write, range(manifest["counts"]["parts"])))
@@ -64,5 +71,7 @@ def test_generation_vs_write_floor(benchmark: pytest.FixtureRequest, profile: Pr
         worker_peak_rss_mb=children_peak_rss_mb(),
         workers=workers,
     )
-    print(f"\ngenerate: {events:,} events, ours {events / ours_s / 1e6:.2f} M/s, floor {events / floor_s / 1e6:.2f} M/s, {share:.0%} of floor, worker peak RSS {children_peak_rss_mb():.0f} MB")
+    print(
+        f"\ngenerate: {events:,} events, ours {events / ours_s / 1e6:.2f} M/s, floor {events / floor_s / 1e6:.2f} M/s, {share:.0%} of floor, worker peak RSS {children_peak_rss_mb():.0f} MB"
+    )
     assert share >= GUARD_OF_FLOOR

@@ -44,7 +44,8 @@ def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_
     Args:
         X: IN array of shape (n_samples, n_features).
         centers: IN array of shape (n_clusters, n_features), X's dtype.
-        weights: IN float64 array of shape (n_samples,).
+        weights: IN float64 array of shape (n_samples,), or of shape (1,) for one weight
+            shared by every row (no n-sized array for unweighted fits).
         labels: OUT int32 array of shape (n_samples,).
         chunk_inertia: OUT float64 array of shape (n_chunks,).
         chunk_sums: OUT float64 array of shape (n_chunks, n_clusters, n_features), or of
@@ -55,6 +56,7 @@ def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_
     n = X.shape[0]
     n_chunks = (n + CHUNK_ROWS - 1) // CHUNK_ROWS
     accumulate = chunk_sums.shape[0] > 0
+    shared_weight = weights.shape[0] == 1
     for chunk in nb.prange(n_chunks):
         start = chunk * CHUNK_ROWS
         stop = min(start + CHUNK_ROWS, n)
@@ -65,7 +67,7 @@ def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_
         for i in range(start, stop):
             best, best_d = _nearest(X, i, centers)
             labels[i] = best
-            w = weights[i]
+            w = weights[0] if shared_weight else weights[i]
             inertia += w * best_d
             if accumulate:
                 chunk_weight[chunk, best] += w

@@ -96,7 +96,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         labels_: array of shape (n_samples,).
         inertia_: exact weighted sum of squared distances, accumulated in float64.
         n_steps_: mini-batch steps taken.
-        n_iter_: full passes over the data (polish passes plus the final labels pass).
+        n_iter_: full passes over the data.
         n_features_in_: number of features seen at fit.
     """
 
@@ -176,7 +176,8 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             rows = np.unique(rng.randint(0, n, size=size))
         else:
             rows = np.sort(rng.choice(n, size=size, replace=False))
-        return kmeans_plusplus(X[rows], k, weights[rows], rng)
+        row_weights = weights[rows] if weights.size == n else np.ones(rows.size)
+        return kmeans_plusplus(X[rows], k, row_weights, rng)
 
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -192,7 +193,12 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """
         self._validate_params()
         X = self._check_X(X, reset=True)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        # Unweighted fits share one weight: no n-sized weight array (extra memory).
+        weights = (
+            np.ones(1)
+            if sample_weight is None
+            else _check_sample_weight(sample_weight, X, dtype=np.float64)
+        )
         n, d = X.shape
         k = self.n_clusters
         if n < k:
@@ -223,7 +229,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         centers64 = self._initial_centers(X, weights, rng)
         centers = centers64.astype(X.dtype)
         # Tolerance scale: the data variance, estimated on a fixed-size sample.
-        probe = X[rng.randint(0, n, size=min(n, 65_536))]
+        probe = X[rng.randint(0, n, size=min(n, 16_384))]
         tol = self.tol * float(np.mean(np.var(probe, axis=0, dtype=np.float64)))
 
         # Mini-batch phase: uniform sampling (weighted rows are sampled by weight).
@@ -251,8 +257,12 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 break
         steps = steps if self.max_steps else 0
 
-        # Lloyd polish: full passes until the centres stop moving.
+        # Lloyd polish: full passes until the centres stop moving. Each pass gives labels and
+        # exact inertia for the centres it used; when the update that follows moves them by
+        # less than tol, that consistent triple is the result (no extra labelling pass).
         passes = 0
+        labels = np.empty(0, dtype=np.int32)
+        inertia = np.inf
         for _ in range(self.max_iter):
             labels, inertia, sums, seen = assign(X, centers, weights, with_sums=True)
             passes += 1
@@ -265,12 +275,14 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                 far = np.argsort(-dist, kind="stable")[: int((~filled).sum())]
                 new[~filled] = X[far]
             shift = float(((new - centers64) ** 2).sum())
+            if shift <= tol and filled.all():
+                break
             centers64 = new
             centers = centers64.astype(X.dtype)
-            if shift <= tol:
-                break
-        labels, inertia, _, _ = assign(X, centers, weights, with_sums=False)
-        return centers, labels, inertia, steps, passes + 1, weight_sums
+        else:
+            labels, inertia, _, _ = assign(X, centers, weights, with_sums=False)
+            passes += 1
+        return centers, labels, inertia, steps, passes, weight_sums
 
     def _reassign_starved(
         self,
