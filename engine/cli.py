@@ -248,7 +248,7 @@ def features(
     quarantine: Path,
 ) -> None:
     """Validate an event log and write one row of behavioural features per user."""
-    from engine.featurize import compute_features, write_parquet_atomic
+    from engine.featurize import compute_features
 
     dataset = _load(data, fmt, preset, columns)
     start = time.perf_counter()
@@ -261,14 +261,16 @@ def features(
             as_of=_parse_as_of(as_of),
             session_gap=dt.timedelta(minutes=session_gap),
             on_range=lambda done, total: progress.update(task, completed=done, total=total),
+            out=out,
         )
-    write_parquet_atomic(result.features, out)
     seconds = time.perf_counter() - start
     _report_validation(result.report)
-    events = int(result.features["n_events"].sum())
+    written = pl.scan_parquet(out)
+    users, events = written.select(pl.len(), pl.col("n_events").sum()).collect().row(0)
+    n_features = len(written.collect_schema()) - 1
     console.print(
-        f"features: {result.features.height:,} users x {result.features.width - 1} features "
-        f"from {events:,} events in {seconds:.1f} s -> {out}"
+        f"features: {users:,} users x {n_features} features from {events:,} events "
+        f"in {seconds:.1f} s -> {out}"
     )
 
 

@@ -28,9 +28,9 @@ DEFAULT_RANGE_USERS = 500_000
 
 @dataclass(frozen=True)
 class FeatureResult:
-    """Features of every user, and what validation found."""
+    """Features of every user (None when streamed to ``out``), and what validation found."""
 
-    features: pl.DataFrame
+    features: pl.DataFrame | None
     report: ValidationReport
     as_of: dt.datetime
     categories: list[str]
@@ -62,6 +62,7 @@ def compute_features(
     session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
     range_users: int = DEFAULT_RANGE_USERS,
     on_range: Callable[[int, int], None] | None = None,
+    out: str | Path | None = None,
 ) -> FeatureResult:
     """Validate the events and compute user features.
 
@@ -73,6 +74,8 @@ def compute_features(
         session_gap: session timeout.
         range_users: users per range when processing sorted input range by range.
         on_range: progress callback (ranges done, ranges total).
+        out: write the features to this Parquet file range by range (atomically) instead of
+            keeping them in memory; memory then follows one range of users.
 
     Returns:
         FeatureResult with features sorted by user_id.
@@ -97,15 +100,53 @@ def compute_features(
     step = user_max + 1 if report.resorted else range_users
     starts = list(range(0, user_max + 1, step))
     frames = []
-    for done, lo in enumerate(starts, start=1):
-        part = events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + step))
-        features = user_features(
-            part, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
-        )
-        frames.append(features.collect(engine="streaming"))
-        if on_range is not None:
-            on_range(done, len(starts))
+    writer = _AtomicParquetWriter(Path(out)) if out is not None else None
+    try:
+        for done, lo in enumerate(starts, start=1):
+            part = events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + step))
+            features = user_features(
+                part, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
+            ).collect(engine="streaming")
+            if writer is not None:
+                writer.write(features)
+            else:
+                frames.append(features)
+            if on_range is not None:
+                on_range(done, len(starts))
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.commit()
+        return FeatureResult(None, report, as_of, categories)
     return FeatureResult(pl.concat(frames), report, as_of, categories)
+
+
+class _AtomicParquetWriter:
+    """Row groups appended to a temporary file that is renamed into place on commit."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, frame: pl.DataFrame) -> None:
+        table = frame.to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.tmp, table.schema, compression="zstd")
+        self._writer.write_table(table)
+
+    def commit(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.tmp.unlink(missing_ok=True)
 
 
 def write_parquet_atomic(frame: pl.DataFrame, path: str | Path) -> Path:

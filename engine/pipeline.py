@@ -105,6 +105,7 @@ def run_pipeline(
         as_of=as_of,
         session_gap=session_gap,
     )
+    assert result.features is not None  # kept in memory: no ``out`` was given
     write_parquet_atomic(result.features, out / "features.parquet")
     stop()
 
@@ -148,6 +149,8 @@ def insights_and_report(
         declared_sorted=dataset.declared_sorted,
     )
     events = events.filter(pl.col("ts") <= result.as_of)
+    if result.features is None:
+        raise ValueError("insights_and_report needs the features in memory")
     tables = insight_tables(dataset, events, result.features, seg, conversion_window, session_gap)
     for name, table in tables.items():
         write_parquet_atomic(table, out / "insights" / f"{name}.parquet")
