@@ -44,9 +44,34 @@ def parse_size(text: str) -> int:
     return int(float(text.rstrip("KMG")) * scale)
 
 
+def memory_cgroup(cap_bytes: int) -> Path | None:
+    """A child memory cgroup (v1) of our own, limited to ``cap_bytes`` of RSS + page cache."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        parts = line.split(":")
+        if parts[1] == "memory":
+            group = (
+                Path("/sys/fs/cgroup/memory")
+                / parts[2].lstrip("/")
+                / f"ecomscale-cap-{os.getpid()}"
+            )
+            try:
+                group.mkdir(exist_ok=True)
+                (group / "memory.limit_in_bytes").write_text(str(cap_bytes))
+                return group
+            except OSError:
+                return None
+    return None
+
+
 def run_stage(args: list[str], env: dict[str, str], cap_bytes: int | None = None) -> dict[str, Any]:
+    # A real cap on resident memory where a memory cgroup can be made; else an address-space
+    # limit (much stricter: Polars reserves far more virtual memory than it touches).
+    group = memory_cgroup(cap_bytes) if cap_bytes else None
+
     def limit() -> None:
-        if cap_bytes:
+        if group is not None:
+            (group / "cgroup.procs").write_text(str(os.getpid()))
+        elif cap_bytes:
             resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
 
     proc = subprocess.run(
@@ -56,10 +81,19 @@ def run_stage(args: list[str], env: dict[str, str], cap_bytes: int | None = None
         text=True,
         preexec_fn=limit if cap_bytes else None,
     )
+    if group is not None:
+        group.rmdir()
     marker = [line for line in proc.stderr.splitlines() if line.startswith("@@ ")]
     seconds, rss = (float(x) for x in marker[-1].split()[1:]) if marker else (float("nan"),) * 2
     ok = proc.returncode == 0 and "error:" not in proc.stderr
-    return {"seconds": seconds, "peak_rss_mb": rss, "ok": ok, "tail": proc.stderr[-400:]}
+    how = "cgroup memory.limit_in_bytes" if group is not None else "RLIMIT_AS"
+    return {
+        "seconds": seconds,
+        "peak_rss_mb": rss,
+        "ok": ok,
+        "tail": proc.stderr[-400:],
+        "cap": how,
+    }
 
 
 def study(

@@ -23,7 +23,7 @@ from engine.loading import Dataset
 from engine.validation import Policy, ValidationReport, validate_events
 
 MAX_CATEGORIES = 200
-DEFAULT_RANGE_USERS = 500_000
+DEFAULT_RANGE_USERS = 250_000
 
 
 @dataclass(frozen=True)
