@@ -9,14 +9,16 @@ import numpy as np
 import pandas as pd
 import polars as pl
 
+# {events}: a relation with user_id, ts, event_type, product_id, price and rn (row order in
+# the source, the tie-breaker the feature definitions use); {products}: product_id, category.
 DUCKDB_FEATURES = """
 WITH e AS (
-  SELECT user_id, ts, event_type::VARCHAR AS event_type, product_id, price,
-         lag(ts) OVER (PARTITION BY user_id ORDER BY ts) AS prev_ts
-  FROM read_parquet('{events}')
+  SELECT user_id, ts, event_type::VARCHAR AS event_type, product_id, price, rn,
+         lag(ts) OVER (PARTITION BY user_id ORDER BY ts, rn) AS prev_ts
+  FROM {events}
 ), s AS (
   SELECT *, sum(CASE WHEN prev_ts IS NULL OR ts - prev_ts > INTERVAL 30 MINUTE THEN 1 ELSE 0 END)
-            OVER (PARTITION BY user_id ORDER BY ts) AS session FROM e
+            OVER (PARTITION BY user_id ORDER BY ts, rn) AS session FROM e
 ), sess AS (
   SELECT user_id, session, bool_or(event_type = 'purchase') AS buy,
          bool_or(event_type = 'add_to_cart') AS cart FROM s GROUP BY ALL
@@ -25,7 +27,7 @@ WITH e AS (
          count(*) FILTER (WHERE cart) AS cart_sessions,
          count(*) FILTER (WHERE cart AND NOT buy) AS abandoned FROM sess GROUP BY ALL
 ), cat AS (
-  SELECT user_id, category, count(*) AS v FROM e JOIN read_parquet('{products}') USING (product_id)
+  SELECT user_id, category, count(*) AS v FROM e JOIN {products} USING (product_id)
   WHERE event_type = 'view' GROUP BY ALL
 ), top AS (
   SELECT user_id, arg_min(category, (-v, category)) AS top_category FROM cat GROUP BY ALL
@@ -56,9 +58,14 @@ FROM base b JOIN sess_u USING (user_id) LEFT JOIN top USING (user_id) ORDER BY b
 
 
 def duckdb_features(data: Path) -> pl.DataFrame:
+    """The DuckDB twin over a dataset folder (each user's events live in one part file)."""
     con = duckdb.connect()
+    events = (
+        f"(SELECT *, file_row_number AS rn FROM read_parquet('{data / 'events' / '*.parquet'}', "
+        "file_row_number = true))"
+    )
     sql = DUCKDB_FEATURES.format(
-        events=data / "events" / "*.parquet", products=data / "products.parquet"
+        events=events, products=f"read_parquet('{data / 'products.parquet'}')"
     )
     return con.sql(sql).pl()
 

@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+from benchmarks.peers import DUCKDB_FEATURES
 from engine.features import CORE_FEATURES, user_features
 from engine.featurize import compute_features
 from engine.loading import load_dataset
@@ -115,50 +116,6 @@ def test_as_of_and_session_gap() -> None:
     assert out["recency_days"][0] == pytest.approx(1 - 20 / 1440)
 
 
-DUCKDB_SQL = """
-WITH e AS (
-  SELECT *, lag(ts) OVER w AS prev_ts FROM events WINDOW w AS (PARTITION BY user_id ORDER BY ts, rn)
-), s AS (
-  SELECT *, sum(CASE WHEN prev_ts IS NULL OR ts - prev_ts > INTERVAL 30 MINUTE THEN 1 ELSE 0 END)
-            OVER (PARTITION BY user_id ORDER BY ts, rn) AS session FROM e
-), sess AS (
-  SELECT user_id, session, bool_or(event_type = 'purchase') AS buy,
-         bool_or(event_type = 'add_to_cart') AS cart FROM s GROUP BY ALL
-), sess_u AS (
-  SELECT user_id, count(*) AS n_sessions, count(*) FILTER (WHERE buy) AS buy_sessions,
-         count(*) FILTER (WHERE cart) AS cart_sessions,
-         count(*) FILTER (WHERE cart AND NOT buy) AS abandoned FROM sess GROUP BY ALL
-), cat AS (
-  SELECT user_id, category, count(*) AS v FROM events JOIN products USING (product_id)
-  WHERE event_type = 'view' GROUP BY ALL
-), top AS (
-  SELECT user_id, arg_min(category, (-v, category)) AS top_category FROM cat GROUP BY ALL
-), base AS (
-  SELECT user_id, count(*) AS n_events,
-    count(*) FILTER (WHERE event_type = 'view') AS n_views,
-    count(*) FILTER (WHERE event_type = 'add_to_cart') AS n_carts,
-    count(*) FILTER (WHERE event_type = 'remove_from_cart') AS n_removes,
-    count(*) FILTER (WHERE event_type = 'purchase') AS n_purchases,
-    count(DISTINCT product_id) FILTER (WHERE event_type = 'view') AS n_products_viewed,
-    coalesce(sum(price::DOUBLE) FILTER (WHERE event_type = 'purchase'), 0) AS revenue,
-    count(DISTINCT (ts AT TIME ZONE 'UTC')::DATE) AS active_days,
-    min(ts) AS first_ts, max(ts) AS last_ts
-  FROM events GROUP BY ALL
-)
-SELECT b.user_id, n_events, n_views, n_carts, n_removes, n_purchases, n_sessions,
-  n_products_viewed, revenue,
-  CASE WHEN n_purchases > 0 THEN revenue / n_purchases ELSE 0 END AS avg_order_value,
-  CASE WHEN n_views > 0 THEN n_carts / n_views ELSE 0 END AS view_to_cart,
-  buy_sessions / n_sessions AS purchase_session_rate,
-  CASE WHEN cart_sessions > 0 THEN abandoned / cart_sessions ELSE 0 END AS cart_abandon_rate,
-  n_events / n_sessions AS events_per_session, active_days,
-  epoch_us((SELECT max(ts) FROM events) - last_ts) / 86400e6 AS recency_days,
-  epoch_us((SELECT max(ts) FROM events) - first_ts) / 86400e6 AS tenure_days,
-  top_category
-FROM base b JOIN sess_u USING (user_id) LEFT JOIN top USING (user_id) ORDER BY b.user_id
-"""
-
-
 def test_matches_duckdb_on_generated_data(small_dataset: Path) -> None:
     ds = load_dataset(small_dataset)
     ours = compute_features(ds, range_users=7000).features  # several user ranges
@@ -172,7 +129,7 @@ def test_matches_duckdb_on_generated_data(small_dataset: Path) -> None:
     con = duckdb.connect()
     con.register("events", events)
     con.register("products", products)
-    theirs = con.sql(DUCKDB_SQL).pl()
+    theirs = con.sql(DUCKDB_FEATURES.format(events="events", products="products")).pl()
     assert isinstance(theirs, pl.DataFrame)
     assert ours.height == theirs.height == 20_000
     for column in CORE_FEATURES:
