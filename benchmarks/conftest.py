@@ -10,7 +10,6 @@ ECOMSCALE_BENCH_SLOWDOWN=<stage> injects a deliberate slowdown into our side of 
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -79,7 +78,3 @@ def child_peak_rss_mb(code: str) -> tuple[float, str]:
 
 def self_peak_rss_snippet() -> str:
     return "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
-
-
-def children_peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024

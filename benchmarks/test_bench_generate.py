@@ -1,8 +1,10 @@
 """Generation throughput vs pyarrow's Parquet write floor for the same rows.
 
-Measured on 2 cores (ci profile, 2.4M events): ours ~4M events/s with 2 workers, the floor
-(zstd level 1 write of the identical in-memory table, one thread per file) ~12M/s. Guard:
-ours >= 20% of the floor (goal: 40%).
+The floor writes the identical in-memory table, with the same options, split into the same
+parts and written by as many threads as we have workers. Measured on 2 cores: ci profile
+(2.4M events, one part) ~2.8M events/s = 27% of the floor; full profile (18M events, 8
+parts, 2 workers) 5.4M events/s = 19% of a 28M/s floor, worker peak RSS 240-350 MB.
+Guard: ours >= 12% of the floor (the issue's goal of 40% is not met).
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from benchmarks.conftest import Profile, best_of, children_peak_rss_mb, slowdown
+from benchmarks.conftest import Profile, best_of, slowdown
 from synth import SynthConfig, generate_dataset
 from synth.writer import PARQUET_OPTIONS
 
-GUARD_OF_FLOOR = 0.20
+GUARD_OF_FLOOR = 0.12  # measured 19-27% (ci and full profiles)
 
 
 def test_generation_vs_write_floor(
@@ -29,8 +31,16 @@ def test_generation_vs_write_floor(
     config = SynthConfig(users=profile.users, seed=2024)
     out = tmp_path / "gen"
 
+    worker_rss: list[float] = []
+
     def ours() -> dict:
-        manifest = generate_dataset(config, out, workers=workers, overwrite=True)
+        manifest = generate_dataset(
+            config,
+            out,
+            workers=workers,
+            overwrite=True,
+            on_part=lambda r, _: worker_rss.append(r.peak_rss_mb),
+        )
         if slowdown("generate"):
             time.sleep(5.0)
         return manifest
@@ -68,10 +78,10 @@ def test_generation_vs_write_floor(
         events_per_s=events / ours_s,
         floor_events_per_s=events / floor_s,
         share_of_floor=share,
-        worker_peak_rss_mb=children_peak_rss_mb(),
+        worker_peak_rss_mb=max(worker_rss),
         workers=workers,
     )
     print(
-        f"\ngenerate: {events:,} events, ours {events / ours_s / 1e6:.2f} M/s, floor {events / floor_s / 1e6:.2f} M/s, {share:.0%} of floor, worker peak RSS {children_peak_rss_mb():.0f} MB"
+        f"\ngenerate: {events:,} events, ours {events / ours_s / 1e6:.2f} M/s, floor {events / floor_s / 1e6:.2f} M/s, {share:.0%} of floor, worker peak RSS {max(worker_rss):.0f} MB"
     )
     assert share >= GUARD_OF_FLOOR

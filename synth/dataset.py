@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import resource
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -53,6 +54,7 @@ class PartResult:
     users: pa.Table
     truth: pa.Table
     dirty_counts: dict[str, int] = field(default_factory=dict)
+    peak_rss_mb: float = 0.0  # of the process that wrote the part (not in the manifest)
 
 
 def _events_table(cols: dict[str, np.ndarray], null_price: np.ndarray | None) -> pa.Table:
@@ -125,6 +127,7 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
         users=pa.concat_tables(users),
         truth=pa.concat_tables(truth),
         dirty_counts=dirty_counts if dirty_run else {},
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     )
 
 

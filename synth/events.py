@@ -20,6 +20,7 @@ Everything is vectorised over the block (assumes a validated config). The model:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 
 import numpy as np
 
@@ -76,6 +77,31 @@ def _hour_cdf(config: SynthConfig) -> np.ndarray:
     return np.cumsum(weights) / weights.sum()
 
 
+def _uniform32(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.random(n, dtype=np.float32)
+
+
+def _normal32(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.standard_normal(n, dtype=np.float32)
+
+
+def _category_sampler(config: SynthConfig) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Draw categories by inverse CDF from each row's persona taste, with one searchsorted.
+
+    Each persona's CDF is shifted by its index, so persona p's CDF lives in (p, p + 1].
+    """
+    n_categories = len(CATEGORIES)
+    cdf = np.cumsum(category_taste(config), axis=1)
+    cdf[:, -1] = 1.0
+    flat = (cdf + np.arange(len(PERSONAS))[:, None]).ravel()
+
+    def draw(persona: np.ndarray, u: np.ndarray) -> np.ndarray:
+        hit = np.searchsorted(flat, persona + u, side="right")
+        return np.minimum(hit - persona * n_categories, n_categories - 1)
+
+    return draw
+
+
 def _segment_starts(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
@@ -95,7 +121,7 @@ def events_block(
 
     Returns:
         Columns user_id (uint32), ts (int64 us), event_type (int8 codes), product_id (uint32),
-        price (float32), plus ``session_buy`` counts for the manifest.
+        price (float32).
     """
     rng = np.random.default_rng([config.seed, STREAM_EVENTS, block])
     pa_ = _persona_arrays(config)
@@ -134,8 +160,9 @@ def events_block(
     length = np.maximum(length, 3 * items)
     s_cat_u = rng.random(n_s)
 
-    # Order sessions by (user, start) before laying out their events.
-    order = np.lexsort((start, s_user))
+    # Order sessions by (user, start) before laying out their events: one int64 key
+    # (block-local user index above the start offset) sorts faster than a lexsort.
+    order = np.argsort((s_user.astype(np.int64) << 46) | (start - start.min()), kind="stable")
     s_user, s_persona, start = s_user[order], s_persona[order], start[order]
     length, items, s_cat_u = length[order], items[order], s_cat_u[order]
 
@@ -146,7 +173,7 @@ def events_block(
     pos = np.arange(n_e) - first_event[e_sess]
     from_end = length[e_sess] - 1 - pos
 
-    gap_s = np.exp(rng.normal(np.log(config.gap_median_s), 1.3, n_e))
+    gap_s = np.exp(np.float32(np.log(config.gap_median_s)) + 1.3 * _normal32(rng, n_e))
     gap_us = (np.clip(gap_s, 1.0, MAX_GAP_S) * US_PER_S).astype(np.int64)
     gap_us[first_event] = 0
     running = np.cumsum(gap_us)
@@ -160,54 +187,63 @@ def events_block(
     pushed = cum_step - cum_step[user_first][s_user]
     start = pushed + _grouped_cummax(start - pushed, s_user)
 
-    # --- event types ----------------------------------------------------------------------
-    m = items[e_sess]
-    event_type = np.full(n_e, VIEW, dtype=np.int8)
-    tail = from_end < 3 * m
-    is_purchase = from_end < m
-    is_tail_cart = tail & ~is_purchase & ((from_end - m) % 2 == 0)
-    event_type[is_purchase] = PURCHASE
-    event_type[is_tail_cart] = ADD_TO_CART
+    # --- event types (only the few non-view events are touched) ------------------------------
     e_persona = s_persona[e_sess]
-    browse_cart = (~tail) & (pos > 0) & (rng.random(n_e) < pa_["cart_prob"][e_persona])
-    event_type[browse_cart] = ADD_TO_CART
-    after_cart = np.zeros(n_e, dtype=bool)
-    after_cart[1:] = browse_cart[:-1] & (pos[1:] > 0) & ~tail[1:] & ~browse_cart[1:]
-    remove = after_cart & (rng.random(n_e) < REMOVE_AFTER_CART_PROB)
-    event_type[remove] = REMOVE_FROM_CART
+    event_type = np.full(n_e, VIEW, dtype=np.int8)
+    tail_idx = np.flatnonzero(from_end < 3 * items[e_sess])
+    tail_m = items[e_sess[tail_idx]]
+    tail_from_end = from_end[tail_idx]
+    bought = tail_idx[tail_from_end < tail_m]
+    tail_carts = tail_idx[(tail_from_end >= tail_m) & ((tail_from_end - tail_m) % 2 == 0)]
+    event_type[bought] = PURCHASE
+    event_type[tail_carts] = ADD_TO_CART
+    in_tail = np.zeros(n_e, dtype=bool)
+    in_tail[tail_idx] = True
+    browse_cart = (pos > 0) & ~in_tail & (_uniform32(rng, n_e) < pa_["cart_prob"][e_persona])
+    browse_idx = np.flatnonzero(browse_cart)
+    event_type[browse_idx] = ADD_TO_CART
+    nxt = browse_idx + 1
+    nxt = nxt[nxt < n_e]
+    nxt = nxt[(pos[nxt] > 0) & ~in_tail[nxt] & ~browse_cart[nxt]]
+    removes = nxt[rng.random(nxt.size) < REMOVE_AFTER_CART_PROB]
+    event_type[removes] = REMOVE_FROM_CART
 
     # --- products and prices ---------------------------------------------------------------
-    taste_cdf = np.cumsum(category_taste(config), axis=1)
-    taste_cdf[:, -1] = 1.0
-    s_cat = (s_cat_u[:, None] > taste_cdf[s_persona]).sum(axis=1)
-    e_cat = (rng.random(n_e)[:, None] > taste_cdf[e_persona]).sum(axis=1)
-    sticky = rng.random(n_e) < SESSION_CATEGORY_STICKINESS
-    e_cat = np.where(sticky, s_cat[e_sess], e_cat)
+    draw_category = _category_sampler(config)
+    s_cat = draw_category(s_persona, s_cat_u)
+    e_cat = s_cat[e_sess]
+    loose = np.flatnonzero(_uniform32(rng, n_e) >= SESSION_CATEGORY_STICKINESS)
+    e_cat[loose] = draw_category(e_persona[loose], rng.random(loose.size))
     size = catalogue.cat_size[e_cat]
-    rank = np.exp(rng.random(n_e) * np.log(size + 1.0)).astype(np.int64) - 1
+    rank = np.exp(_uniform32(rng, n_e) * np.log(size + 1.0).astype(np.float32)).astype(np.int64) - 1
     position = catalogue.cat_offset[e_cat] + np.minimum(rank, size - 1)
     bargain = pa_["bargain"][e_persona]
-    position = np.where(bargain, catalogue.cheapest_at[position], position)
+    bargain_idx = np.flatnonzero(bargain)
+    position[bargain_idx] = catalogue.cheapest_at[position[bargain_idx]]
     product = catalogue.product_at[position]
     # Carts and removes act on the product just viewed; purchases on the tail's carted items.
-    copy_prev = np.flatnonzero(browse_cart | is_tail_cart)
+    copy_prev = np.sort(np.concatenate([browse_idx, tail_carts]))
     product[copy_prev] = product[copy_prev - 1]
-    product[remove] = product[np.flatnonzero(remove) - 1]
-    bought = np.flatnonzero(is_purchase)
-    product[bought] = product[bought - (m[bought] + from_end[bought] + 1)]
+    product[removes] = product[removes - 1]
+    product[bought] = product[bought - (items[e_sess[bought]] + from_end[bought] + 1)]
 
-    promo = (rng.random(n_e) < config.promo_prob) | (bargain & (event_type != VIEW))
-    discount = np.where(promo, rng.uniform(0.6, 0.9, n_e), 1.0)
-    price = (catalogue.base_price[product] * discount).astype(np.float32)
+    promo = _uniform32(rng, n_e) < config.promo_prob
+    promo[bargain_idx[event_type[bargain_idx] != VIEW]] = True
+    promo_idx = np.flatnonzero(promo)
+    price = catalogue.base_price[product]
+    price[promo_idx] *= rng.uniform(0.6, 0.9, promo_idx.size).astype(np.float32)
 
     # --- assemble, dropping sessions pushed past the window end ------------------------------
-    ts = start[e_sess] + offset
     end_us = epoch_us(config.start + dt.timedelta(days=config.days))
-    keep = start[e_sess] < end_us
+    session_kept = start < end_us
+    if not session_kept.all():
+        keep = session_kept[e_sess]
+        e_sess, offset, event_type = e_sess[keep], offset[keep], event_type[keep]
+        product, price = product[keep], price[keep]
     return {
-        "user_id": (first_user + s_user[e_sess][keep]).astype(np.uint32),
-        "ts": ts[keep],
-        "event_type": event_type[keep],
-        "product_id": product[keep],
-        "price": price[keep],
+        "user_id": (first_user + s_user[e_sess]).astype(np.uint32),
+        "ts": start[e_sess] + offset,
+        "event_type": event_type,
+        "product_id": product,
+        "price": price,
     }
