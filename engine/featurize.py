@@ -28,12 +28,16 @@ DEFAULT_RANGE_USERS = 250_000
 
 @dataclass(frozen=True)
 class FeatureResult:
-    """Features of every user (None when streamed to ``out``), and what validation found."""
+    """Features of every user (None when streamed to ``out``), and what validation found.
+
+    ``events`` is the validated event plan (lazy; up to ``as_of``), for later stages.
+    """
 
     features: pl.DataFrame | None
     report: ValidationReport
     as_of: dt.datetime
     categories: list[str]
+    events: pl.LazyFrame | None = None
 
 
 def category_list(products: pl.LazyFrame | None) -> list[str]:
@@ -120,7 +124,8 @@ def compute_features(
     if writer is not None:
         writer.commit()
         return FeatureResult(None, report, as_of, categories)
-    return FeatureResult(pl.concat(frames), report, as_of, categories)
+    clean = events.filter(pl.col("ts") <= as_of)
+    return FeatureResult(pl.concat(frames), report, as_of, categories, clean)
 
 
 class _AtomicParquetWriter:

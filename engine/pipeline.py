@@ -142,13 +142,14 @@ def insights_and_report(
     conversion_window: dt.timedelta = insights.DEFAULT_CONVERSION_WINDOW,
 ) -> tuple[float | None, Path]:
     """Write insights/*.parquet and report.html under ``out``; return (persona ARI, report)."""
-    # Validation already passed (or set rows aside): re-derive the clean events lazily.
-    events, _ = validate_events(
-        dataset.events,
-        on_bad_rows="drop" if on_bad_rows != "error" else "error",
-        declared_sorted=dataset.declared_sorted,
-    )
-    events = events.filter(pl.col("ts") <= result.as_of)
+    events = result.events
+    if events is None:  # features came from a file: validate the events once here
+        events, _ = validate_events(
+            dataset.events,
+            on_bad_rows="drop" if on_bad_rows != "error" else "error",
+            declared_sorted=dataset.declared_sorted,
+        )
+        events = events.filter(pl.col("ts") <= result.as_of)
     if result.features is None:
         raise ValueError("insights_and_report needs the features in memory")
     tables = insight_tables(dataset, events, result.features, seg, conversion_window, session_gap)

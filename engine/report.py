@@ -89,7 +89,7 @@ def chart_sizes(data: ReportData) -> go.Figure:
             x=p["users"].to_list(),
             y=_segment_names(data),
             orientation="h",
-            marker_color=list(PALETTE[: p.height]) * (1 + p.height // len(PALETTE)),
+            marker_color=[PALETTE[i % len(PALETTE)] for i in range(p.height)],
             text=[f"{s:.1%}" for s in p["user_share"].to_list()],
             textposition="auto",
             hovertemplate="%{y}: %{x:,} users<extra></extra>",
