@@ -28,13 +28,20 @@ def _n_chunks(n: int) -> int:
 
 
 def assign(
-    X: np.ndarray, centers: np.ndarray, weights: np.ndarray, with_sums: bool
+    X: np.ndarray,
+    centers: np.ndarray,
+    weights: np.ndarray,
+    with_sums: bool,
+    labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Labels, exact inertia (float64) and, if asked, per-centre weighted sums and weights."""
+    """Labels, exact inertia (float64) and, if asked, per-centre weighted sums and weights.
+
+    ``labels`` (int32, shape (n_samples,)) is reused when given: the only n-sized buffer.
+    """
     n, d = X.shape
     k = centers.shape[0]
     chunks = _n_chunks(n)
-    labels = np.empty(n, dtype=np.int32)
+    labels = np.empty(n, dtype=np.int32) if labels is None else labels
     inertia = np.empty(chunks)
     sums = np.empty((chunks, k, d) if with_sums else (0, 0, 0))
     weight = np.empty((chunks, k) if with_sums else (0, 0))
@@ -65,11 +72,14 @@ def kmeans_plusplus(
             cdf = np.cumsum(potential)
             candidates = np.searchsorted(cdf, rng.uniform(size=trials) * cdf[-1])
             candidates = np.minimum(candidates, n - 1)
-        dists = ((X64[None, :, :] - X64[candidates][:, None, :]) ** 2).sum(axis=2)
-        new_closest = np.minimum(closest[None, :], dists)
-        best = int(np.argmin((weights * new_closest).sum(axis=1)))
-        centers[c] = X64[candidates[best]]
-        closest = new_closest[best]
+        # One candidate at a time: no (trials, n, d) temporary.
+        best_potential = np.inf
+        for candidate in candidates:
+            trial = np.minimum(closest, ((X64 - X64[candidate]) ** 2).sum(axis=1))
+            trial_potential = float((weights * trial).sum())
+            if trial_potential < best_potential:
+                best_potential, best_closest, centers[c] = trial_potential, trial, X64[candidate]
+        closest = best_closest
     return centers
 
 
@@ -261,10 +271,10 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # exact inertia for the centres it used; when the update that follows moves them by
         # less than tol, that consistent triple is the result (no extra labelling pass).
         passes = 0
-        labels = np.empty(0, dtype=np.int32)
+        labels = np.empty(n, dtype=np.int32)  # reused by every pass
         inertia = np.inf
         for _ in range(self.max_iter):
-            labels, inertia, sums, seen = assign(X, centers, weights, with_sums=True)
+            labels, inertia, sums, seen = assign(X, centers, weights, True, labels)
             passes += 1
             new = centers64.copy()
             filled = seen > 0
@@ -280,7 +290,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             centers64 = new
             centers = centers64.astype(X.dtype)
         else:
-            labels, inertia, _, _ = assign(X, centers, weights, with_sums=False)
+            labels, inertia, _, _ = assign(X, centers, weights, False, labels)
             passes += 1
         return centers, labels, inertia, steps, passes, weight_sums
 
@@ -349,7 +359,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """Index of the nearest centre for each row of X, array of shape (n_samples,)."""
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
-        labels, _, _, _ = assign(X, self._centers_for(X), np.ones(X.shape[0]), with_sums=False)
+        labels, _, _, _ = assign(X, self._centers_for(X), np.ones(1), with_sums=False)
         return labels
 
     def transform(self, X: Any) -> np.ndarray:
