@@ -7,8 +7,10 @@ the number of events.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
+import tempfile
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +26,7 @@ from engine.validation import Policy, ValidationReport, validate_events
 
 MAX_CATEGORIES = 200
 DEFAULT_RANGE_USERS = 250_000
+DEFAULT_BUCKET_ROWS = 5_000_000
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ def compute_features(
     range_users: int = DEFAULT_RANGE_USERS,
     on_range: Callable[[int, int], None] | None = None,
     out: str | Path | None = None,
+    bucket_rows: int = DEFAULT_BUCKET_ROWS,
 ) -> FeatureResult:
     """Validate the events and compute user features.
 
@@ -80,6 +84,9 @@ def compute_features(
         on_range: progress callback (ranges done, ranges total).
         out: write the features to this Parquet file range by range (atomically) instead of
             keeping them in memory; memory then follows one range of users.
+        bucket_rows: unsorted input larger than this is first laid out on disk into user
+            buckets (user_id % n_buckets) of about this many rows, each sorted on its own,
+            so that sorting needs memory for one bucket, not for the whole input.
 
     Returns:
         FeatureResult with features sorted by user_id.
@@ -100,14 +107,25 @@ def compute_features(
     elif as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
     user_max = int(report.user_max)
-    # After a resort the events are an in-memory plan: one range. Otherwise, ranges.
-    step = user_max + 1 if report.resorted else range_users
-    starts = list(range(0, user_max + 1, step))
+    scratch = None
+    if report.resorted and report.rows_in > bucket_rows:
+        scratch = tempfile.TemporaryDirectory(
+            prefix=".ecomscale-buckets-", dir=_scratch_parent(out)
+        )
+        parts, report = _sorted_buckets(
+            dataset.events, Path(scratch.name), report, bucket_rows, on_bad_rows, quarantine_dir
+        )
+    elif report.resorted:  # small: one in-memory sort
+        parts = [events]
+    else:  # sorted input: user_id ranges, pushed down to the Parquet row groups
+        parts = [
+            events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
+            for lo in range(0, user_max + 1, range_users)
+        ]
     frames = []
     writer = _AtomicParquetWriter(Path(out)) if out is not None else None
     try:
-        for done, lo in enumerate(starts, start=1):
-            part = events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + step))
+        for done, part in enumerate(parts, start=1):
             features = user_features(
                 part, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
             ).collect(engine="streaming")
@@ -116,16 +134,67 @@ def compute_features(
             else:
                 frames.append(features)
             if on_range is not None:
-                on_range(done, len(starts))
+                on_range(done, len(parts))
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
     if writer is not None:
         writer.commit()
         return FeatureResult(None, report, as_of, categories)
-    clean = events.filter(pl.col("ts") <= as_of)
-    return FeatureResult(pl.concat(frames), report, as_of, categories, clean)
+    merged = pl.concat(frames).sort("user_id")
+    clean = None if scratch is not None else events.filter(pl.col("ts") <= as_of)
+    return FeatureResult(merged, report, as_of, categories, clean)
+
+
+def _scratch_parent(out: str | Path | None) -> Path | None:
+    return Path(out).parent if out is not None else None
+
+
+def _sorted_buckets(
+    raw: pl.LazyFrame,
+    folder: Path,
+    report: ValidationReport,
+    bucket_rows: int,
+    on_bad_rows: Policy,
+    quarantine_dir: str | Path | None,
+) -> tuple[list[pl.LazyFrame], ValidationReport]:
+    """Lay unsorted events out into user buckets on disk, then validate each bucket sorted.
+
+    A user's events all land in one bucket (user_id % n_buckets), so sorting and the order
+    rules (duplicates after sorting) work bucket by bucket, in bounded memory.
+    """
+    n_buckets = max(2, -(-report.rows_in // bucket_rows))
+    raw.with_columns((pl.col("user_id") % n_buckets).alias("_bucket")).sink_parquet(
+        pl.PartitionBy(folder, key="_bucket", include_key=False), mkdir=True
+    )
+    parts, counts = [], dict.fromkeys(report.counts, 0)
+    for bucket in sorted(p for p in folder.iterdir() if p.is_dir()):
+        qdir = Path(quarantine_dir) / bucket.name if quarantine_dir is not None else None
+        clean, bucket_report = validate_events(
+            pl.scan_parquet(bucket / "**" / "*.parquet"),
+            on_bad_rows=on_bad_rows,
+            quarantine_dir=qdir,
+            declared_sorted=False,
+        )
+        parts.append(clean)  # read while the scratch folder exists (compute_features' loop)
+        for rule, n in bucket_report.counts.items():
+            counts[rule] = counts.get(rule, 0) + n
+    counts = {rule: n for rule, n in counts.items() if n}
+    merged = dataclasses.replace(
+        report,
+        rows_out=report.rows_in - sum(counts.values()),
+        counts=counts,
+        quarantine_path=(
+            Path(quarantine_dir)
+            if quarantine_dir is not None and on_bad_rows == "quarantine" and counts
+            else None
+        ),
+    )
+    return parts, merged
 
 
 class _AtomicParquetWriter:

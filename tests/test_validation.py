@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -210,3 +211,22 @@ def test_dirty_dataset_quarantine_matches_the_labels(tmp_path: Path) -> None:
         assert 0.8 * labels[label] <= counts[rule] <= labels[label], rule
     assert result.report.quarantine_path is not None
     assert pl.read_parquet(result.report.quarantine_path).height == sum(counts.values())
+
+
+def test_unsorted_foreign_input_is_bucketed_on_disk(small_dataset: Path, tmp_path: Path) -> None:
+    # Shuffle a generated log, add a non-adjacent duplicate, and compare the bucketed path
+    # (forced with a tiny bucket size) with the features of the sorted original.
+    events = pl.read_parquet(small_dataset / "events").with_columns(
+        pl.col("event_type").cast(pl.String)
+    )
+    shuffled = pl.concat([events, events.head(1)]).sample(fraction=1.0, shuffle=True, seed=1)
+    shuffled.write_parquet(tmp_path / "log.parquet")
+    products = pl.read_parquet(small_dataset / "products.parquet")
+    reference = compute_features(load_dataset(small_dataset)).features
+    ds = load_dataset(tmp_path / "log.parquet")
+    ds = dataclasses.replace(ds, products=products.lazy())
+    result = compute_features(ds, on_bad_rows="drop", bucket_rows=50_000)
+    assert result.report.resorted and result.report.counts == {"duplicate_event": 1}
+    assert result.features is not None and reference is not None
+    assert result.features.equals(reference)
+    assert not list(Path.cwd().glob(".ecomscale-buckets-*"))
