@@ -7,7 +7,6 @@ the number of events.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import tempfile
@@ -22,7 +21,13 @@ import pyarrow.parquet as pq
 from engine.exceptions import ConfigError, DataValidationError
 from engine.features import DEFAULT_SESSION_GAP, user_features
 from engine.loading import Dataset
-from engine.validation import Policy, ValidationReport, validate_events
+from engine.validation import (
+    Policy,
+    RuleScan,
+    ValidationReport,
+    scan_rules,
+    validate_events,
+)
 
 MAX_CATEGORIES = 200
 DEFAULT_RANGE_USERS = 250_000
@@ -93,35 +98,46 @@ def compute_features(
     """
     if session_gap <= dt.timedelta(0):
         raise ConfigError(f"session_gap must be positive, got {session_gap}")
-    events, report = validate_events(
-        dataset.events,
-        on_bad_rows=on_bad_rows,
-        quarantine_dir=quarantine_dir,
-        declared_sorted=dataset.declared_sorted,
+    scanned = scan_rules(
+        dataset.events, on_bad_rows=on_bad_rows, declared_sorted=dataset.declared_sorted
     )
     categories = category_list(dataset.products)
-    if report.ts_max is None or report.user_max is None:
+    if scanned.ts_max is None or scanned.user_max is None:
         raise DataValidationError(f"{dataset.source}: no valid events left after validation")
     if as_of is None:
-        as_of = report.ts_max
+        as_of = scanned.ts_max
     elif as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)
-    user_max = int(report.user_max)
+    user_max = int(scanned.user_max)
+    big_unsorted = (
+        scanned.per_rule.get("unsorted", 0) > 0
+        and not dataset.declared_sorted
+        and scanned.rows_in > bucket_rows
+    )
     scratch = None
-    if report.resorted and report.rows_in > bucket_rows:
+    events: pl.LazyFrame | None = None
+    if big_unsorted:  # sort bucket by bucket, in bounded memory
         scratch = tempfile.TemporaryDirectory(
             prefix=".ecomscale-buckets-", dir=_scratch_parent(out)
         )
         parts, report = _sorted_buckets(
-            dataset.events, Path(scratch.name), report, bucket_rows, on_bad_rows, quarantine_dir
+            dataset.events, Path(scratch.name), scanned, bucket_rows, on_bad_rows, quarantine_dir
         )
-    elif report.resorted:  # small: one in-memory sort
-        parts = [events]
-    else:  # sorted input: user_id ranges, pushed down to the Parquet row groups
-        parts = [
-            events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
-            for lo in range(0, user_max + 1, range_users)
-        ]
+    else:
+        events, report = validate_events(
+            dataset.events,
+            on_bad_rows=on_bad_rows,
+            quarantine_dir=quarantine_dir,
+            declared_sorted=dataset.declared_sorted,
+            scanned=scanned,
+        )
+        if report.resorted:  # small enough for one in-memory sort
+            parts = [events]
+        else:  # sorted input: user_id ranges, pushed down to the Parquet row groups
+            parts = [
+                events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
+                for lo in range(0, user_max + 1, range_users)
+            ]
     frames = []
     writer = _AtomicParquetWriter(Path(out)) if out is not None else None
     try:
@@ -146,7 +162,7 @@ def compute_features(
         writer.commit()
         return FeatureResult(None, report, as_of, categories)
     merged = pl.concat(frames).sort("user_id")
-    clean = None if scratch is not None else events.filter(pl.col("ts") <= as_of)
+    clean = None if events is None else events.filter(pl.col("ts") <= as_of)
     return FeatureResult(merged, report, as_of, categories, clean)
 
 
@@ -157,7 +173,7 @@ def _scratch_parent(out: str | Path | None) -> Path | None:
 def _sorted_buckets(
     raw: pl.LazyFrame,
     folder: Path,
-    report: ValidationReport,
+    scanned: RuleScan,
     bucket_rows: int,
     on_bad_rows: Policy,
     quarantine_dir: str | Path | None,
@@ -167,11 +183,12 @@ def _sorted_buckets(
     A user's events all land in one bucket (user_id % n_buckets), so sorting and the order
     rules (duplicates after sorting) work bucket by bucket, in bounded memory.
     """
-    n_buckets = max(2, -(-report.rows_in // bucket_rows))
+    n_buckets = max(2, -(-scanned.rows_in // bucket_rows))
     raw.with_columns((pl.col("user_id") % n_buckets).alias("_bucket")).sink_parquet(
         pl.PartitionBy(folder, key="_bucket", include_key=False), mkdir=True
     )
-    parts, counts = [], dict.fromkeys(report.counts, 0)
+    parts: list[pl.LazyFrame] = []
+    counts: dict[str, int] = {}
     for bucket in sorted(p for p in folder.iterdir() if p.is_dir()):
         qdir = Path(quarantine_dir) / bucket.name if quarantine_dir is not None else None
         clean, bucket_report = validate_events(
@@ -183,11 +200,14 @@ def _sorted_buckets(
         parts.append(clean)  # read while the scratch folder exists (compute_features' loop)
         for rule, n in bucket_report.counts.items():
             counts[rule] = counts.get(rule, 0) + n
-    counts = {rule: n for rule, n in counts.items() if n}
-    merged = dataclasses.replace(
-        report,
-        rows_out=report.rows_in - sum(counts.values()),
+    counts = {rule: n for rule, n in sorted(counts.items()) if n}
+    merged = ValidationReport(
+        rows_in=scanned.rows_in,
+        rows_out=scanned.rows_in - sum(counts.values()),
         counts=counts,
+        resorted=True,
+        ts_max=scanned.ts_max,
+        user_max=scanned.user_max,
         quarantine_path=(
             Path(quarantine_dir)
             if quarantine_dir is not None and on_bad_rows == "quarantine" and counts

@@ -132,32 +132,22 @@ def _message(rule: str, counts: pl.DataFrame) -> str:
     return f"{first_file}{more}: column {column}: {total} rows {what}. Hint: {fix}"
 
 
-def validate_events(
-    events: pl.LazyFrame,
-    *,
-    on_bad_rows: Policy = "error",
-    quarantine_dir: str | Path | None = None,
-    declared_sorted: bool = True,
-) -> tuple[pl.LazyFrame, ValidationReport]:
-    """Check raw events against the rules and apply the policy.
+@dataclass(frozen=True)
+class RuleScan:
+    """The counting pass: rows per broken rule and the bounds of the rows that are kept."""
 
-    Args:
-        events: raw events from ``load_dataset`` (contract names plus ``_file``).
-        on_bad_rows: "error", "drop" or "quarantine".
-        quarantine_dir: where quarantine.parquet goes (required for "quarantine").
-        declared_sorted: the source promises (user_id, ts) order; if False, out-of-order
-            input is sorted under every policy instead of being a broken rule.
+    rows_in: int
+    per_rule: dict[str, int]
+    ts_max: dt.datetime | None
+    user_max: int | None
 
-    Returns:
-        Events in the contract schema (event_type as Enum, no ``_file``), and a report.
 
-    Raises:
-        DataValidationError: on empty input, or on any broken rule under "error".
-    """
+def scan_rules(
+    events: pl.LazyFrame, *, on_bad_rows: Policy = "error", declared_sorted: bool = True
+) -> RuleScan:
+    """One streaming pass over the raw events; raises what "error" or empty input must raise."""
     if on_bad_rows not in POLICIES:
         raise ConfigError(f"on_bad_rows must be one of {POLICIES}, got {on_bad_rows!r}")
-    if on_bad_rows == "quarantine" and quarantine_dir is None:
-        raise ConfigError("on_bad_rows='quarantine' needs quarantine_dir")
     counts = _counts(events)
     rows_in = int(counts["rows"].sum())
     if rows_in == 0:
@@ -175,7 +165,39 @@ def validate_events(
     if on_bad_rows == "error" and blocking:
         first = next(rule for rule in RULES if rule in blocking)
         raise DataValidationError(_message(first, _counts_by_file(events, first)))
+    return RuleScan(rows_in, per_rule, bounds["ts_max"], bounds["user_max"])
 
+
+def validate_events(
+    events: pl.LazyFrame,
+    *,
+    on_bad_rows: Policy = "error",
+    quarantine_dir: str | Path | None = None,
+    declared_sorted: bool = True,
+    scanned: RuleScan | None = None,
+) -> tuple[pl.LazyFrame, ValidationReport]:
+    """Check raw events against the rules and apply the policy.
+
+    Args:
+        events: raw events from ``load_dataset`` (contract names plus ``_file``).
+        on_bad_rows: "error", "drop" or "quarantine".
+        quarantine_dir: where quarantine.parquet goes (required for "quarantine").
+        declared_sorted: the source promises (user_id, ts) order; if False, out-of-order
+            input is sorted under every policy instead of being a broken rule.
+        scanned: the result of ``scan_rules`` on the same events, if already run.
+
+    Returns:
+        Events in the contract schema (event_type as Enum, no ``_file``), and a report.
+
+    Raises:
+        DataValidationError: on empty input, or on any broken rule under "error".
+    """
+    if on_bad_rows == "quarantine" and quarantine_dir is None:
+        raise ConfigError("on_bad_rows='quarantine' needs quarantine_dir")
+    if scanned is None:
+        scanned = scan_rules(events, on_bad_rows=on_bad_rows, declared_sorted=declared_sorted)
+    rows_in = scanned.rows_in
+    per_rule = dict(scanned.per_rule)
     resorted = per_rule.pop("unsorted", 0) > 0
     clean = events
     quarantine_path = None
@@ -195,6 +217,10 @@ def validate_events(
             bad_df = bad.collect(engine="streaming")
             per_rule = {rule: n for rule, n in bad_df.group_by("_rule").len().iter_rows() if n}
             per_rule = dict(sorted(per_rule.items()))
+            if on_bad_rows == "error" and per_rule:  # e.g. duplicates that sorting revealed
+                first = next(rule for rule in RULES if rule in per_rule)
+                by_file = bad_df.filter(pl.col("_rule") == first).group_by("_rule", "_file")
+                raise DataValidationError(_message(first, by_file.agg(pl.len().alias("rows"))))
             bad_lf = bad_df.lazy()
         else:
             clean = flagged.filter(pl.col("_rule").is_null()).drop("_rule")
@@ -210,8 +236,8 @@ def validate_events(
         counts=per_rule,
         resorted=resorted,
         quarantine_path=quarantine_path,
-        ts_max=bounds["ts_max"],
-        user_max=bounds["user_max"],
+        ts_max=scanned.ts_max,
+        user_max=scanned.user_max,
     )
     return contract, report
 

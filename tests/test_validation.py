@@ -97,6 +97,12 @@ def test_duplicates_found_after_sorting() -> None:
     assert report.resorted and report.counts == {"duplicate_event": 1}
 
 
+def test_duplicates_revealed_by_sorting_still_stop_under_error() -> None:
+    rows = [GOOD[2], GOOD[0], GOOD[3], GOOD[1], GOOD[0]]
+    with pytest.raises(DataValidationError, match="repeat the previous event"):
+        validate_events(raw(rows), declared_sorted=False)
+
+
 def test_foreign_unsorted_input_is_not_an_error() -> None:
     rows = [GOOD[2], GOOD[3], GOOD[0], GOOD[1]]
     clean, report = validate_events(raw(rows), declared_sorted=False)
