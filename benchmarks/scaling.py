@@ -3,10 +3,11 @@
     python -m benchmarks.scaling --events 1M,10M,50M,100M --out benchmarks/results
 
 Each stage runs as the real CLI in its own process (so peak RSS is that stage's alone):
-generate -> features -> segment -> report. ``--memory-cap-gb`` adds a features run under a memory
-limit at the largest size (a memory cgroup where one can be made, else RLIMIT_AS): the
-larger-than-memory point. ``--threads``
-pins POLARS_MAX_THREADS / NUMBA_NUM_THREADS / generator workers, for a study across cores.
+generate -> features -> segment -> report. ``--memory-cap-gb`` adds a features run under a
+memory limit at the largest size (a memory cgroup where one can be made, else RLIMIT_AS):
+the larger-than-memory point. ``--threads`` pins POLARS_MAX_THREADS / NUMBA_NUM_THREADS /
+generator workers; ``--cores 1,2,4,8,16`` times every stage at one size for each thread
+count (cores.md): the study across cores.
 Writes scaling.md (table + fit), scaling.json and scaling.png to --out.
 """
 
@@ -262,6 +263,28 @@ def write(result: dict[str, Any], out: Path) -> None:
     fig.savefig(out / "scaling.png", dpi=110)
 
 
+def write_cores(runs: dict[int, dict[str, Any]], out: Path) -> None:
+    """Seconds per stage for each thread count, and the speed-up over the fewest threads."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cores.json").write_text(json.dumps(runs, indent=2) + "\n")
+    counts = sorted(runs)
+    base = runs[counts[0]]["rows"][0]["stages"]
+    first = runs[counts[0]]
+    lines = [
+        f"Machine: {first['machine']}; {first['rows'][0]['events']:,} events.",
+        "",
+        "| stage | " + " | ".join(f"{t} thread(s): s (speed-up)" for t in counts) + " |",
+        "|---|" + "---|" * len(counts),
+    ]
+    for stage in base:
+        cells = []
+        for t in counts:
+            seconds = runs[t]["rows"][0]["stages"][stage]["seconds"]
+            cells.append(f"{seconds:.1f} ({base[stage]['seconds'] / seconds:.2f}x)")
+        lines.append(f"| {stage} | " + " | ".join(cells) + " |")
+    (out / "cores.md").write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -276,7 +299,20 @@ def main() -> None:
     parser.add_argument(
         "--rewrite", action="store_true", help="only redraw from --out/scaling.json"
     )
+    parser.add_argument(
+        "--cores",
+        default=None,
+        help="comma-separated thread counts: time each stage at the first --events size "
+        "with each count and write cores.md / cores.json (scaling with cores)",
+    )
     args = parser.parse_args()
+    if args.cores:
+        size = parse_size(args.events.split(",")[0])
+        runs = {
+            int(t): study([size], args.out, args.work, int(t), None) for t in args.cores.split(",")
+        }
+        write_cores(runs, args.out)
+        return
     if args.rewrite:
         write(json.loads((args.out / "scaling.json").read_text()), args.out)
         return
