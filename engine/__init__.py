@@ -12,6 +12,7 @@ from typing import Any
 _EXPORTS = {
     "MiniBatchKMeans": "engine.kmeans",
     "build_report": "engine.report",
+    "category_list": "engine.featurize",
     "compute_features": "engine.featurize",
     "load_dataset": "engine.loading",
     "segment": "engine.segments",
