@@ -82,6 +82,6 @@ def test_generation_vs_write_floor(
         workers=workers,
     )
     print(
-        f"\ngenerate: {events:,} events, ours {events / ours_s / 1e6:.2f} M/s, floor {events / floor_s / 1e6:.2f} M/s, {share:.0%} of floor, worker peak RSS {max(worker_rss):.0f} MB"
+        f"\ngenerate: {events:,} events, ours {events / ours_s / 1e6:.2f} M/s, floor {events / floor_s / 1e6:.2f} M/s, {share:.0%} of floor, peak RSS of the writing process(es) {max(worker_rss):.0f} MB"
     )
     assert share >= GUARD_OF_FLOOR
