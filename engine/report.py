@@ -174,7 +174,7 @@ def chart_funnel(data: ReportData) -> go.Figure:
             hovertemplate=f"{esc(name)}<br>%{{x}}: %{{y:.1%}} "
             "(%{customdata:,} users)<extra></extra>",
         )
-    fig.update_yaxes(tickformat=".0%", type="log", title="share of viewers (log)")
+    fig.update_yaxes(tickformat=".2~%", type="log", title="share of viewers (log)")
     return _layout(fig, "Funnel per segment: view → add_to_cart → purchase (share of viewers)")
 
 
