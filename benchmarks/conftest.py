@@ -70,10 +70,10 @@ def best_of(fn: Callable[[], Any], rounds: int) -> tuple[float, Any]:
     return best, result
 
 
-def child_peak_rss_mb(code: str) -> tuple[float, str]:
-    """Run Python ``code`` in a fresh process; its peak RSS in MB and its stdout."""
+def child_peak_rss_mb(code: str) -> float:
+    """Run Python ``code`` (ending with ``self_peak_rss_snippet``) fresh; its peak RSS in MB."""
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(proc.stdout.strip().splitlines()[-1]), proc.stdout
+    return float(proc.stdout.strip().splitlines()[-1])
 
 
 def self_peak_rss_snippet() -> str:

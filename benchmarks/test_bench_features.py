@@ -94,6 +94,6 @@ def test_features_peak_memory(benchmark: pytest.FixtureRequest, dataset: Path) -
         "from engine.featurize import compute_features; from engine.loading import load_dataset\n"
         f"compute_features(load_dataset({str(dataset)!r}))\n" + self_peak_rss_snippet()
     )
-    rss, _ = benchmark.pedantic(lambda: child_peak_rss_mb(code), rounds=1, iterations=1)
+    rss = benchmark.pedantic(lambda: child_peak_rss_mb(code), rounds=1, iterations=1)
     benchmark.extra_info["peak_rss_mb"] = rss
     print(f"\nfeatures peak RSS: {rss:.0f} MB")

@@ -245,12 +245,11 @@ class _AtomicParquetWriter:
 
 def write_parquet_atomic(frame: pl.DataFrame, path: str | Path) -> Path:
     """Write ``frame`` to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
+    writer = _AtomicParquetWriter(Path(path))
     try:
-        pq.write_table(frame.to_arrow(), tmp, compression="zstd")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+        writer.write(frame)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.commit()
+    return writer.path

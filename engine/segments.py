@@ -24,6 +24,7 @@ from sklearn.metrics import silhouette_score
 
 from engine.exceptions import ConfigError, DataValidationError
 from engine.kmeans import MiniBatchKMeans
+from engine.naming import name_segments
 
 # One or two columns per behavioural concept, so no concept dominates by repetition.
 LOG_COLUMNS = (
@@ -122,8 +123,6 @@ def segment(
     Returns:
         Segmentation.
     """
-    from engine.naming import name_segments
-
     n = features.height
     if n < 2:
         raise DataValidationError(f"need at least 2 users to segment, got {n}")
