@@ -7,7 +7,9 @@ the number of events.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import functools
 import os
 import tempfile
 import uuid
@@ -20,7 +22,8 @@ import pyarrow.parquet as pq
 
 from engine.exceptions import ConfigError, DataValidationError
 from engine.features import DEFAULT_SESSION_GAP, user_features
-from engine.loading import Dataset
+from engine.loading import Dataset, bucket_events
+from engine.schema import BUCKET_DIR, user_bucket
 from engine.validation import (
     Policy,
     RuleScan,
@@ -98,16 +101,17 @@ def compute_features(
     """
     if session_gap <= dt.timedelta(0):
         raise ConfigError(f"session_gap must be positive, got {session_gap}")
+    categories = category_list(dataset.products)
+    if dataset.buckets:
+        return _bucketed_features(
+            dataset, categories, on_bad_rows, quarantine_dir, as_of, session_gap, on_range, out
+        )
     scanned = scan_rules(
         dataset.events, on_bad_rows=on_bad_rows, declared_sorted=dataset.declared_sorted
     )
-    categories = category_list(dataset.products)
     if scanned.ts_max is None or scanned.user_max is None:
         raise DataValidationError(f"{dataset.source}: no valid events left after validation")
-    if as_of is None:
-        as_of = scanned.ts_max
-    elif as_of.tzinfo is None:
-        as_of = as_of.replace(tzinfo=dt.UTC)
+    as_of = _as_of(as_of, scanned.ts_max)
     user_max = int(scanned.user_max)
     big_unsorted = (
         scanned.per_rule.get("unsorted", 0) > 0
@@ -120,9 +124,11 @@ def compute_features(
         scratch = tempfile.TemporaryDirectory(
             prefix=".ecomscale-buckets-", dir=_scratch_parent(out)
         )
-        parts, report = _sorted_buckets(
-            dataset.events, Path(scratch.name), scanned, bucket_rows, on_bad_rows, quarantine_dir
+        n_buckets = max(2, -(-scanned.rows_in // bucket_rows))
+        buckets, report = sorted_buckets(
+            dataset.events, Path(scratch.name), scanned, n_buckets, on_bad_rows, quarantine_dir
         )
+        parts = list(buckets.values())
     else:
         events, report = validate_events(
             dataset.events,
@@ -138,13 +144,38 @@ def compute_features(
                 events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
                 for lo in range(0, user_max + 1, range_users)
             ]
+
+    def compute(part: pl.LazyFrame) -> pl.DataFrame:
+        return user_features(
+            part, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
+        ).collect(engine="streaming")
+
+    try:
+        merged = _collect_parts([functools.partial(compute, p) for p in parts], on_range, out)
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    clean = None if events is None else events.filter(pl.col("ts") <= as_of)
+    return FeatureResult(merged, report, as_of, categories, clean)
+
+
+def _as_of(as_of: dt.datetime | None, ts_max: dt.datetime) -> dt.datetime:
+    if as_of is None:
+        return ts_max
+    return as_of.replace(tzinfo=dt.UTC) if as_of.tzinfo is None else as_of
+
+
+def _collect_parts(
+    parts: list[Callable[[], pl.DataFrame]],
+    on_range: Callable[[int, int], None] | None,
+    out: str | Path | None,
+) -> pl.DataFrame | None:
+    """Run each part; stream them to ``out`` atomically, or return them merged by user_id."""
     frames = []
     writer = _AtomicParquetWriter(Path(out)) if out is not None else None
     try:
         for done, part in enumerate(parts, start=1):
-            features = user_features(
-                part, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
-            ).collect(engine="streaming")
+            features = part()
             if writer is not None:
                 writer.write(features)
             else:
@@ -155,66 +186,189 @@ def compute_features(
         if writer is not None:
             writer.abort()
         raise
-    finally:
-        if scratch is not None:
-            scratch.cleanup()
     if writer is not None:
         writer.commit()
-        return FeatureResult(None, report, as_of, categories)
-    merged = pl.concat(frames).sort("user_id")
-    clean = None if events is None else events.filter(pl.col("ts") <= as_of)
-    return FeatureResult(merged, report, as_of, categories, clean)
+        return None
+    return pl.concat(frames).sort("user_id")
 
 
-def _scratch_parent(out: str | Path | None) -> Path | None:
-    return Path(out).parent if out is not None else None
+def scan_bucket(files: tuple[Path, ...], on_bad_rows: Policy) -> RuleScan:
+    """The validation scan of one bucket of the bucketed layout (raises under "error")."""
+    return scan_rules(bucket_events(files), on_bad_rows=on_bad_rows, declared_sorted=True)
 
 
-def _sorted_buckets(
-    raw: pl.LazyFrame,
-    folder: Path,
+def bucket_features(
+    files: tuple[Path, ...],
+    products: pl.LazyFrame | None,
     scanned: RuleScan,
-    bucket_rows: int,
+    *,
+    categories: list[str],
+    as_of: dt.datetime,
+    session_gap: dt.timedelta,
+    on_bad_rows: Policy,
+    quarantine_dir: Path | None,
+) -> tuple[pl.DataFrame, ValidationReport]:
+    """Validate one bucket and compute the features of its users (sorted by user_id).
+
+    The unit of work of the bucketed layout: the serial path loops over buckets, the Dask
+    backend runs one task per bucket.
+    """
+    clean, report = validate_events(
+        bucket_events(files),
+        on_bad_rows=on_bad_rows,
+        quarantine_dir=quarantine_dir,
+        declared_sorted=True,
+        scanned=scanned,
+    )
+    features = user_features(
+        clean, products, categories=categories, as_of=as_of, session_gap=session_gap
+    ).collect(engine="streaming")
+    return features, report
+
+
+def bucket_quarantine(quarantine_dir: str | Path | None, bucket: int) -> Path | None:
+    """Where one bucket's rejected rows go."""
+    return None if quarantine_dir is None else Path(quarantine_dir) / BUCKET_DIR.format(bucket)
+
+
+def _bucketed_features(
+    dataset: Dataset,
+    categories: list[str],
     on_bad_rows: Policy,
     quarantine_dir: str | Path | None,
-) -> tuple[list[pl.LazyFrame], ValidationReport]:
-    """Lay unsorted events out into user buckets on disk, then validate each bucket sorted.
+    as_of: dt.datetime | None,
+    session_gap: dt.timedelta,
+    on_range: Callable[[int, int], None] | None,
+    out: str | Path | None,
+) -> FeatureResult:
+    """The serial path over the bucketed layout: scan every bucket, then features per bucket."""
+    scans = {b: scan_bucket(files, on_bad_rows) for b, files in enumerate(dataset.buckets) if files}
+    ts_max = max((s.ts_max for s in scans.values() if s.ts_max is not None), default=None)
+    if ts_max is None:
+        raise DataValidationError(f"{dataset.source}: no valid events left after validation")
+    as_of = _as_of(as_of, ts_max)
+    reports: list[ValidationReport] = []
 
-    A user's events all land in one bucket (user_id % n_buckets), so sorting and the order
-    rules (duplicates after sorting) work bucket by bucket, in bounded memory.
-    """
-    n_buckets = max(2, -(-scanned.rows_in // bucket_rows))
-    raw.with_columns((pl.col("user_id") % n_buckets).alias("_bucket")).sink_parquet(
-        pl.PartitionBy(folder, key="_bucket", include_key=False), mkdir=True
-    )
-    parts: list[pl.LazyFrame] = []
-    counts: dict[str, int] = {}
-    for bucket in sorted(p for p in folder.iterdir() if p.is_dir()):
-        qdir = Path(quarantine_dir) / bucket.name if quarantine_dir is not None else None
-        clean, bucket_report = validate_events(
-            pl.scan_parquet(bucket / "**" / "*.parquet"),
+    def compute(bucket: int) -> pl.DataFrame:
+        features, report = bucket_features(
+            dataset.buckets[bucket],
+            dataset.products,
+            scans[bucket],
+            categories=categories,
+            as_of=as_of,
+            session_gap=session_gap,
             on_bad_rows=on_bad_rows,
-            quarantine_dir=qdir,
-            declared_sorted=False,
+            quarantine_dir=bucket_quarantine(quarantine_dir, bucket),
         )
-        parts.append(clean)  # read while the scratch folder exists (compute_features' loop)
+        reports.append(report)
+        return features
+
+    merged = _collect_parts([functools.partial(compute, b) for b in scans], on_range, out)
+    report = merge_reports(reports, on_bad_rows, quarantine_dir, resorted=False)
+    events = clean_events(dataset, on_bad_rows, as_of, scans)
+    return FeatureResult(merged, report, as_of, categories, events)
+
+
+def clean_events(
+    dataset: Dataset,
+    on_bad_rows: Policy,
+    as_of: dt.datetime,
+    scans: dict[int, RuleScan] | None = None,
+) -> pl.LazyFrame:
+    """The validated events up to ``as_of`` as a lazy plan, for the insights.
+
+    Each user's events stay together and in ts order (bucket by bucket in the bucketed
+    layout). Bad rows are dropped unless the policy is "error" (they were already reported
+    by the features stage).
+    """
+    policy: Policy = "drop" if on_bad_rows != "error" else "error"
+    if dataset.buckets:
+        parts = [
+            validate_events(
+                bucket_events(files),
+                on_bad_rows=policy,
+                declared_sorted=True,
+                scanned=None if scans is None else scans[b],
+            )[0]
+            for b, files in enumerate(dataset.buckets)
+            if files
+        ]
+        events = pl.concat(parts)
+    else:
+        events, _ = validate_events(
+            dataset.events, on_bad_rows=policy, declared_sorted=dataset.declared_sorted
+        )
+    return events.filter(pl.col("ts") <= as_of)
+
+
+def merge_reports(
+    reports: list[ValidationReport],
+    on_bad_rows: Policy,
+    quarantine_dir: str | Path | None,
+    *,
+    resorted: bool,
+) -> ValidationReport:
+    """One report for the whole input from the reports of its buckets."""
+    counts: dict[str, int] = {}
+    for bucket_report in reports:
         for rule, n in bucket_report.counts.items():
             counts[rule] = counts.get(rule, 0) + n
     counts = {rule: n for rule, n in sorted(counts.items()) if n}
-    merged = ValidationReport(
-        rows_in=scanned.rows_in,
-        rows_out=scanned.rows_in - sum(counts.values()),
+    rows_in = sum(r.rows_in for r in reports)
+    return ValidationReport(
+        rows_in=rows_in,
+        rows_out=rows_in - sum(counts.values()),
         counts=counts,
-        resorted=True,
-        ts_max=scanned.ts_max,
-        user_max=scanned.user_max,
+        resorted=resorted,
+        ts_max=max((r.ts_max for r in reports if r.ts_max is not None), default=None),
+        user_max=max((r.user_max for r in reports if r.user_max is not None), default=None),
         quarantine_path=(
             Path(quarantine_dir)
             if quarantine_dir is not None and on_bad_rows == "quarantine" and counts
             else None
         ),
     )
-    return parts, merged
+
+
+def _scratch_parent(out: str | Path | None) -> Path | None:
+    return Path(out).parent if out is not None else None
+
+
+def sorted_buckets(
+    raw: pl.LazyFrame,
+    folder: Path,
+    scanned: RuleScan,
+    n_buckets: int,
+    on_bad_rows: Policy,
+    quarantine_dir: str | Path | None,
+) -> tuple[dict[int, pl.LazyFrame], ValidationReport]:
+    """Lay unsorted events out into user buckets on disk, then validate each bucket sorted.
+
+    A user's events all land in one bucket (the stable hash bucket of engine.schema), so
+    sorting and the order rules (duplicates after sorting) work bucket by bucket, in bounded
+    memory. Returns the clean, sorted events of every non-empty bucket (read lazily from
+    ``folder``, which must outlive them) and the merged report.
+    """
+    raw.with_columns(user_bucket(pl.col("user_id"), n_buckets).alias("_bucket")).sink_parquet(
+        pl.PartitionBy(folder, key="_bucket", include_key=False), mkdir=True
+    )
+    buckets: dict[int, pl.LazyFrame] = {}
+    reports = []
+    for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+        value = path.name.partition("=")[2]
+        bucket = int(value) if value.isdigit() else n_buckets  # null ids: checked last
+        clean, bucket_report = validate_events(
+            pl.scan_parquet(path / "**" / "*.parquet"),
+            on_bad_rows=on_bad_rows,
+            quarantine_dir=bucket_quarantine(quarantine_dir, bucket),
+            declared_sorted=False,
+        )
+        buckets[bucket] = clean
+        reports.append(bucket_report)
+    merged = merge_reports(reports, on_bad_rows, quarantine_dir, resorted=True)
+    return dict(sorted(buckets.items())), dataclasses.replace(
+        merged, ts_max=scanned.ts_max, user_max=scanned.user_max
+    )
 
 
 class _AtomicParquetWriter:

@@ -6,6 +6,7 @@ except file footers and, for string ids, nothing at all (ids map lazily through 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ import polars as pl
 
 from engine.exceptions import DatasetIOError, DataValidationError
 from engine.schema import (
+    BUCKET_DIR,
     EVENTS_DIR,
     EVENTS_SCHEMA,
     MANIFEST,
@@ -69,6 +71,9 @@ class Dataset:
         declared_sorted: the layout promises (user_id, ts) order across files (our layout).
         manifest: the manifest of a generated dataset.
         user_keys: user_id -> original string id, when ids were strings.
+        buckets: in the bucketed layout, the event files of every bucket (index = bucket;
+            empty for a bucket without users); ``events`` is then sorted within each bucket
+            only, and per-user work goes bucket by bucket (see ``bucket_events``).
     """
 
     events: pl.LazyFrame
@@ -79,6 +84,7 @@ class Dataset:
     declared_sorted: bool
     manifest: dict[str, Any] | None = None
     user_keys: pl.LazyFrame | None = None
+    buckets: tuple[tuple[Path, ...], ...] = ()
 
 
 def _files(path: Path, fmt: Format) -> tuple[list[Path], Format]:
@@ -212,9 +218,35 @@ def load_dataset(
     return _load_foreign(path, format, preset, columns or {})
 
 
+def bucket_events(files: tuple[Path, ...]) -> pl.LazyFrame:
+    """The raw events of one bucket of the bucketed layout (sorted by (user_id, ts))."""
+    return _scan(list(files), "parquet").select(*REQUIRED, "_file")
+
+
+def _bucket_files(events_dir: Path, files: list[Path]) -> tuple[tuple[Path, ...], ...]:
+    """Files per bucket when ``events_dir`` holds bucket=NNNNN folders, else ()."""
+    folders = {f.parent for f in files}
+    if folders == {events_dir}:
+        return ()
+    known: dict[Path, int] = {}
+    for folder in sorted(folders):
+        match = re.fullmatch(r"bucket=(\d{5})", folder.name)
+        if match is None or folder.parent != events_dir:
+            raise DatasetIOError(
+                f"{events_dir}: unexpected folder {folder}; expected part-*.parquet files or "
+                f"{BUCKET_DIR.format(0)}/ style bucket folders"
+            )
+        known[folder] = int(match.group(1))
+    buckets: list[list[Path]] = [[] for _ in range(max(known.values()) + 1)]
+    for file in files:
+        buckets[known[file.parent]].append(file)
+    return tuple(tuple(sorted(b)) for b in buckets)
+
+
 def _load_native(path: Path) -> Dataset:
     events_dir = path / EVENTS_DIR
     files, _ = _files(events_dir, "parquet")
+    buckets = _bucket_files(events_dir, files)
     events = _scan(files, "parquet")
     where = str(events_dir)
     _require_columns(events, {c: c for c in REQUIRED}, where)
@@ -236,6 +268,14 @@ def _load_native(path: Path) -> Dataset:
             manifest = json.loads((path / MANIFEST).read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise DatasetIOError(f"{path / MANIFEST}: unreadable manifest ({exc})") from None
+    if manifest is not None and buckets:
+        declared = int(manifest.get("layout", {}).get("buckets", 0))
+        if declared < len(buckets):
+            raise DatasetIOError(
+                f"{path / MANIFEST}: layout says {declared} buckets but {events_dir} has "
+                f"{len(buckets)}. Hint: regenerate or repartition the dataset"
+            )
+        buckets = buckets + ((),) * (declared - len(buckets))
     events = events.select(*REQUIRED, "_file")
 
     def optional(name: str) -> pl.LazyFrame | None:
@@ -251,8 +291,9 @@ def _load_native(path: Path) -> Dataset:
         users=optional(USERS_FILE),
         truth=optional(PERSONAS_FILE),
         source=path,
-        declared_sorted=True,
+        declared_sorted=not buckets,
         manifest=manifest,
+        buckets=buckets,
     )
 
 

@@ -16,11 +16,16 @@ import polars as pl
 
 from engine import insights
 from engine.features import DEFAULT_SESSION_GAP
-from engine.featurize import FeatureResult, compute_features, write_parquet_atomic
+from engine.featurize import (
+    FeatureResult,
+    clean_events,
+    compute_features,
+    write_parquet_atomic,
+)
 from engine.loading import Dataset, load_dataset
 from engine.report import ReportData, write_report
 from engine.segments import Segmentation, segment
-from engine.validation import Policy, validate_events
+from engine.validation import Policy
 
 Progress = Callable[[str], None]
 
@@ -144,12 +149,7 @@ def insights_and_report(
     """Write insights/*.parquet and report.html under ``out``; return (persona ARI, report)."""
     events = result.events
     if events is None:  # features came from a file: validate the events once here
-        events, _ = validate_events(
-            dataset.events,
-            on_bad_rows="drop" if on_bad_rows != "error" else "error",
-            declared_sorted=dataset.declared_sorted,
-        )
-        events = events.filter(pl.col("ts") <= result.as_of)
+        events = clean_events(dataset, on_bad_rows, result.as_of)
     if result.features is None:
         raise ValueError("insights_and_report needs the features in memory")
     tables = insight_tables(dataset, events, result.features, seg, conversion_window, session_gap)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 from typing import Literal, get_args
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 
@@ -60,6 +61,34 @@ USERS_FILE = "users.parquet"
 PRODUCTS_FILE = "products.parquet"
 EVENTS_DIR = "events"
 PERSONAS_FILE = "truth/personas.parquet"
+# Bucketed layout (for Dask): events/bucket=NNNNN/part-PPPPP.parquet, each folder sorted by
+# (user_id, ts) across its files in name order; the manifest says {"layout": {"buckets": N}}.
+BUCKET_DIR = "bucket={:05d}"
+MAX_BUCKETS = 65_536
+
+# The stable user hash: Fibonacci hashing, h = (user_id * 0x9E3779B1) mod 2^32. The multiplier
+# is odd, so h is a bijection on u32 ids (no ties); it is plain integer arithmetic, so it does
+# not change between Polars, NumPy or DuckDB versions. A user's bucket is the top bits of h,
+# bucket = h * n_buckets // 2^32, so ordering users by h is ordering them by (bucket, h)
+# whatever the number of buckets: the K-Means row order does not depend on the partitioning.
+HASH_MULTIPLIER = 0x9E3779B1
+_HASH_SPACE = 1 << 32
+
+
+def user_hash(user_id: pl.Expr) -> pl.Expr:
+    """The stable user hash of a u32 id column (UInt64 values below 2^32)."""
+    return (user_id.cast(pl.UInt64) * HASH_MULTIPLIER) % _HASH_SPACE
+
+
+def user_bucket(user_id: pl.Expr, n_buckets: int) -> pl.Expr:
+    """The bucket (0..n_buckets-1, UInt32) of every user id, from the stable hash."""
+    return (user_hash(user_id) * n_buckets // _HASH_SPACE).cast(pl.UInt32)
+
+
+def user_bucket_np(user_id: np.ndarray, n_buckets: int) -> np.ndarray:
+    """NumPy twin of ``user_bucket`` (used by the generator), uint32."""
+    h = (user_id.astype(np.uint64) * np.uint64(HASH_MULTIPLIER)) % np.uint64(_HASH_SPACE)
+    return (h * np.uint64(n_buckets) // np.uint64(_HASH_SPACE)).astype(np.uint32)
 
 
 def arrow_schema(schema: pl.Schema) -> pa.Schema:

@@ -25,6 +25,7 @@ from sklearn.metrics import silhouette_score
 from engine.exceptions import ConfigError, DataValidationError
 from engine.kmeans import MiniBatchKMeans
 from engine.naming import name_segments
+from engine.schema import user_hash
 
 # One or two columns per behavioural concept, so no concept dominates by repetition.
 LOG_COLUMNS = (
@@ -65,26 +66,86 @@ class Segmentation:
     k_scores: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
-def prepare(features: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
-    """The K-Means matrix, array of shape (n_users, n_columns) float32, and its columns."""
+def raw_columns(features: pl.DataFrame, window: float) -> tuple[np.ndarray, list[str]]:
+    """The K-Means columns before standardisation, float64 array of shape (n_users, n_columns).
+
+    ``window`` (the largest tenure_days of all users) scales recency into [0, 1].
+    """
     share_cols = [c for c in features.columns if c.startswith("share_")]
-    missing = [c for c in (*LOG_COLUMNS, *RATE_COLUMNS, *TIME_COLUMNS) if c not in features.columns]
-    if missing:
-        raise DataValidationError(
-            f"features lack {missing}. Hint: compute them with `ecomscale features`"
-        )
-    window = max(float(features.select(pl.col("tenure_days").max()).item() or 0.0), 1e-9)
+    window = max(window, 1e-9)
     exprs = [pl.col(c).cast(pl.Float64).log1p().alias(c) for c in LOG_COLUMNS]
     exprs += [pl.col(c).cast(pl.Float64) for c in RATE_COLUMNS]
     exprs += [(pl.col(c) / window).alias(c) for c in TIME_COLUMNS]
     exprs += [pl.col(c).cast(pl.Float64) for c in share_cols]
     frame = features.select(exprs).fill_null(0.0).fill_nan(0.0)
-    matrix = frame.to_numpy().astype(np.float64)
-    std = matrix.std(axis=0)
-    matrix = (matrix - matrix.mean(axis=0)) / np.where(std > 0, std, 1.0)
-    if share_cols:
-        matrix[:, -len(share_cols) :] *= np.sqrt(CATEGORY_BLOCK_WEIGHT / len(share_cols))
-    return np.ascontiguousarray(matrix, dtype=np.float32), frame.columns
+    return frame.to_numpy().astype(np.float64), frame.columns
+
+
+def window_of(features: pl.DataFrame) -> float:
+    """The observed window in days (largest tenure), for ``raw_columns``.
+
+    Raises:
+        DataValidationError: when ``features`` lack a column K-Means needs.
+    """
+    needed = (*LOG_COLUMNS, *RATE_COLUMNS, *TIME_COLUMNS, "tenure_days")
+    missing = [c for c in needed if c not in features.columns]
+    if missing:
+        raise DataValidationError(
+            f"features lack {missing}. Hint: compute them with `ecomscale features`"
+        )
+    return float(features.select(pl.col("tenure_days").max()).item() or 0.0)
+
+
+def column_moments(raw: np.ndarray) -> np.ndarray:
+    """Count, mean and sum of squared deviations per column, array of shape (3, n_columns)."""
+    mean = raw.mean(axis=0)
+    return np.stack([np.full(raw.shape[1], raw.shape[0]), mean, ((raw - mean) ** 2).sum(axis=0)])
+
+
+def scaling(moments: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per column from the moments of consecutive partitions.
+
+    Partitions are merged in order (Chan et al.); the results are rounded to float32, so a
+    different partitioning of the same users (which moves only the last float64 bits)
+    gives the same matrix.
+    """
+    count, mean, m2 = moments[0]
+    for other_count, other_mean, other_m2 in moments[1:]:
+        total = count + other_count
+        delta = other_mean - mean
+        mean = mean + delta * other_count / total
+        m2 = m2 + other_m2 + delta**2 * count * other_count / total
+        count = total
+    std = np.sqrt(m2 / count)
+    as32 = lambda a: a.astype(np.float32).astype(np.float64)  # noqa: E731
+    return as32(mean), as32(std)
+
+
+def standardise(
+    raw: np.ndarray, columns: list[str], mean: np.ndarray, std: np.ndarray
+) -> np.ndarray:
+    """The K-Means matrix: z-scores (constant columns become 0), share block reweighted."""
+    matrix = (raw - mean) / np.where(std > 0, std, 1.0)
+    n_share = sum(c.startswith("share_") for c in columns)
+    if n_share:
+        matrix[:, -n_share:] *= np.sqrt(CATEGORY_BLOCK_WEIGHT / n_share)
+    return np.ascontiguousarray(matrix, dtype=np.float32)
+
+
+def prepare(features: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """The K-Means matrix, array of shape (n_users, n_columns) float32, and its columns."""
+    raw, columns = raw_columns(features, window_of(features))
+    mean, std = scaling([column_moments(raw)])
+    return standardise(raw, columns, mean, std), columns
+
+
+def in_hash_order(features: pl.DataFrame) -> pl.DataFrame:
+    """Users ordered by the stable user hash: the K-Means row order of every backend.
+
+    Bucket b of any bucketed layout holds a contiguous run of this order, so the serial and
+    the distributed fit see the same rows at the same indices.
+    """
+    return features.sort(user_hash(pl.col("user_id")))
 
 
 def choose_k(
@@ -128,12 +189,24 @@ def segment(
         raise DataValidationError(f"need at least 2 users to segment, got {n}")
     if k != "auto" and (not isinstance(k, int) or k < 1 or k > n):
         raise ConfigError(f"k must be 'auto' or an integer in [1, {n}], got {k!r}")
+    features = in_hash_order(features)
     matrix, columns = prepare(features)
     scores = pl.DataFrame()
     if k == "auto":
         k, scores = choose_k(matrix, seed)
     model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed).fit(matrix)
-    labels = model.labels_
+    return name_and_profile(features, model.labels_, int(k), model.inertia_, columns, scores)
+
+
+def name_and_profile(
+    features: pl.DataFrame,
+    labels: np.ndarray,
+    k: int,
+    inertia: float,
+    columns: list[str],
+    scores: pl.DataFrame,
+) -> Segmentation:
+    """Relabel by size, profile and name the segments of ``features`` (rows match labels)."""
     # Relabel segments by size (0 = largest) so ids are stable and readable; a centre that
     # ended up with no users (fewer distinct users than k) is dropped, not shown empty.
     sizes = np.bincount(labels, minlength=int(k))
@@ -150,14 +223,12 @@ def segment(
         "user_id",
         "segment",
         pl.col("segment").replace_strict(names, return_dtype=pl.String).alias("segment_name"),
-    )
+    ).sort("user_id")
     profiles = profiles.with_columns(
         pl.col("segment").replace_strict(names, return_dtype=pl.String).alias("segment_name"),
         pl.col("segment").replace_strict(rules, return_dtype=pl.String).alias("name_rule"),
     )
-    return Segmentation(
-        assignments, profiles, names, rules, int(k), model.inertia_, columns, scores
-    )
+    return Segmentation(assignments, profiles, names, rules, k, inertia, columns, scores)
 
 
 def profile(with_segment: pl.DataFrame) -> pl.DataFrame:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.exceptions import ConfigError
+from engine.schema import MAX_BUCKETS
 
 # Randomness is derived per block of this many users, whatever the chunking or worker count.
 RNG_BLOCK_USERS = 4096
@@ -108,6 +109,9 @@ class SynthConfig:
         block_users: users generated per chunk (a multiple of RNG_BLOCK_USERS);
             changes memory use, never the output.
         row_group_rows: rows per Parquet row group.
+        buckets: 0 writes events by user range (events/part-*.parquet); N > 0 writes the
+            bucketed layout for Dask (events/bucket=NNNNN/part-*.parquet, users placed by the
+            stable hash in engine.schema). The events are the same either way.
         personas: persona name -> PersonaSpec.
     """
 
@@ -127,6 +131,7 @@ class SynthConfig:
     part_users: int = 131_072
     block_users: int = 16_384
     row_group_rows: int = 1_000_000
+    buckets: int = 0
     personas: dict[str, PersonaSpec] = field(default_factory=_default_personas)
 
     def __post_init__(self) -> None:
@@ -165,6 +170,10 @@ class SynthConfig:
             f"part_users must be a positive multiple of {RNG_BLOCK_USERS}, got {self.part_users}",
         )
         need(self.row_group_rows >= 1000, "row_group_rows must be >= 1000")
+        need(
+            0 <= self.buckets <= MAX_BUCKETS,
+            f"buckets must be in [0, {MAX_BUCKETS}] (0: no buckets), got {self.buckets}",
+        )
         need(set(self.personas) == set(PERSONAS), f"personas must be exactly {PERSONAS}")
         total = sum(p.share for p in self.personas.values())
         need(abs(total - 1.0) < 1e-9, f"persona shares must sum to 1, got {total}")

@@ -32,6 +32,7 @@ from synth.config import RNG_BLOCK_USERS, SynthConfig
 from synth.events import events_block
 from synth.users import users_block
 from synth.writer import (
+    BucketedWriter,
     RowGroupWriter,
     iter_files,
     publish,
@@ -94,7 +95,12 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
     schema = _events_table(
         {k: np.empty(0, t) for k, t in _EMPTY.items()}, np.empty(0, bool) if dirty_run else None
     ).schema
-    writer = RowGroupWriter(events_dir / f"part-{part:05d}.parquet", schema, config.row_group_rows)
+    name = f"part-{part:05d}.parquet"
+    writer: RowGroupWriter | BucketedWriter = (
+        BucketedWriter(events_dir, name, schema, config.row_group_rows, config.buckets)
+        if config.buckets
+        else RowGroupWriter(events_dir / name, schema, config.row_group_rows)
+    )
     type_counts = np.zeros(len(EVENT_TYPES) + 1, dtype=np.int64)
     dirty_counts: dict[str, int] = dict.fromkeys(dirty.EVENT_KINDS, 0)
     users, truth, events = [], [], 0
@@ -235,6 +241,7 @@ def _generate_into(
             "event_types": event_counts,
             "parts": n_parts,
         },
+        "layout": {"buckets": config.buckets},
         "dirty": dirty_counts,
         "files": {str(p.relative_to(root)): sha256_file(p) for p in iter_files(root)},
     }

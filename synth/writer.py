@@ -1,4 +1,5 @@
-"""Persist generated chunks: one events part per user range, exact-size row groups, atomically.
+"""Persist generated chunks: one events part per user range (or, in the bucketed layout, one
+file per part and bucket), exact-size row groups, atomically.
 
 Row groups are cut every ``row_group_rows`` rows of a part, never at chunk boundaries, so
 the bytes do not depend on how the part was chunked.
@@ -13,10 +14,12 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from engine.exceptions import DatasetIOError
+from engine.schema import BUCKET_DIR, user_bucket_np
 
 # Dictionary pages only where they pay (few distinct values); prices and timestamps are
 # nearly all distinct, and trying a dictionary for them costs more than it saves.
@@ -60,6 +63,38 @@ class RowGroupWriter:
             merged = pa.concat_tables(self._pending)
             self._writer.write_table(merged, row_group_size=self._rows)
         self._writer.close()
+
+
+class BucketedWriter:
+    """Routes the rows of one part to events/bucket=NNNNN/<name>, by the stable user hash.
+
+    Rows keep their order within a bucket, so each bucket file stays sorted by (user_id, ts)
+    when the part is; buckets that receive no rows get no file.
+    """
+
+    def __init__(self, events_dir: Path, name: str, schema: pa.Schema, rows: int, n: int) -> None:
+        self._events_dir, self._name, self._schema = events_dir, name, schema
+        self._rows, self._n = rows, n
+        self._writers: dict[int, RowGroupWriter] = {}
+
+    def write(self, table: pa.Table) -> None:
+        buckets = user_bucket_np(table.column("user_id").to_numpy(), self._n)
+        order = np.argsort(buckets, kind="stable")
+        present, starts = np.unique(buckets[order], return_index=True)
+        bounds = [*starts.tolist(), order.size]
+        for i, bucket in enumerate(present.tolist()):
+            rows = table.take(order[bounds[i] : bounds[i + 1]])
+            if bucket not in self._writers:
+                folder = self._events_dir / BUCKET_DIR.format(bucket)
+                folder.mkdir(exist_ok=True)
+                self._writers[bucket] = RowGroupWriter(
+                    folder / self._name, self._schema, self._rows
+                )
+            self._writers[bucket].write(rows)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
 
 
 def write_table(table: pa.Table, path: Path, rows: int) -> None:

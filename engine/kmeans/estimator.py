@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
@@ -21,6 +21,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from engine.kmeans import _kernels as K
 
 MIN_STEPS = 10
+STEPS_PER_FETCH = 10  # mini-batches drawn ahead (one fetch from a distributed source)
 
 
 def _n_chunks(n: int) -> int:
@@ -81,6 +82,68 @@ def kmeans_plusplus(
                 best_potential, best_closest, centers[c] = trial_potential, trial, X64[candidate]
         closest = best_closest
     return centers
+
+
+class RowSource(Protocol):
+    """Where the rows of a fit live: in memory (``InMemoryRows``) or on Dask workers.
+
+    Rows are addressed by their global index 0..n_samples-1; every method returns the same
+    values whatever the backend, so a fit gives the same result on either.
+    """
+
+    n_samples: int
+    dtype: np.dtype
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        """Rows at these indices, in this order, array of shape (len(rows), n_features)."""
+        ...
+
+    def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """For each mini-batch's indices, an (X, idx) pair that ``minibatch_step`` reads."""
+        ...
+
+    def full_pass(self, centers: np.ndarray, with_sums: bool) -> tuple[float, Any, Any]:
+        """Labels every row (kept as the latest labels), exact inertia and, if asked,
+        per-centre sums of shape (n_clusters, n_features) and weights of shape (n_clusters,)."""
+        ...
+
+    def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
+        """The m rows farthest from their nearest centre (ties: lowest index first)."""
+        ...
+
+    def take_labels(self) -> Any:
+        """The labels of the latest full pass (the next pass starts a new buffer)."""
+        ...
+
+
+class InMemoryRows:
+    """A RowSource over an in-memory array (what ``fit`` uses)."""
+
+    def __init__(self, X: np.ndarray, weights: np.ndarray) -> None:
+        self.X, self.weights = X, weights
+        self.n_samples, self.dtype = X.shape[0], X.dtype
+        self._labels: np.ndarray | None = None
+
+    def take(self, rows: np.ndarray) -> np.ndarray:
+        return self.X[rows]
+
+    def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(self.X, idx) for idx in indices]
+
+    def full_pass(self, centers: np.ndarray, with_sums: bool) -> tuple[float, Any, Any]:
+        self._labels, inertia, sums, seen = assign(
+            self.X, centers, self.weights, with_sums, self._labels
+        )
+        return inertia, sums, seen
+
+    def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
+        dist = np.empty(self.n_samples)
+        K.min_sq_distances(self.X, centers, dist)
+        return self.X[np.argsort(-dist, kind="stable")[:m]]
+
+    def take_labels(self) -> Any:
+        labels, self._labels = self._labels, None
+        return labels
 
 
 class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -166,18 +229,19 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         return np.ascontiguousarray(X)
 
     def _initial_centers(
-        self, X: np.ndarray, weights: np.ndarray, rng: np.random.RandomState
+        self, data: RowSource, weights: np.ndarray, rng: np.random.RandomState
     ) -> np.ndarray:
         k = self.n_clusters
+        n = data.n_samples
         if not isinstance(self.init, str):
             init = np.asarray(self.init, dtype=np.float64)
-            if init.shape != (k, X.shape[1]):
+            n_features = data.take(np.zeros(1, dtype=np.int64)).shape[1]
+            if init.shape != (k, n_features):
                 raise ValueError(
-                    f"init has shape {init.shape}; expected ({k}, {X.shape[1]}) (n_clusters, "
+                    f"init has shape {init.shape}; expected ({k}, {n_features}) (n_clusters, "
                     "n_features)"
                 )
             return init.copy()
-        n = X.shape[0]
         size = self.init_size or max(3 * self.batch_size, 10 * k)
         size = min(n, max(size, k))
         if size >= n:
@@ -187,7 +251,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             rows = np.sort(rng.choice(n, size=size, replace=False))
         row_weights = weights[rows] if weights.size == n else np.ones(rows.size)
-        return kmeans_plusplus(X[rows], k, row_weights, rng)
+        return kmeans_plusplus(data.take(rows), k, row_weights, rng)
 
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -213,50 +277,81 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         k = self.n_clusters
         if n < k:
             raise ValueError(f"n_samples={n} should be >= n_clusters={k}.")
+        self._fit_source(InMemoryRows(X, weights), weights)
+        return self
+
+    def fit_rows(self, data: RowSource) -> Any:
+        """Fit on rows that live elsewhere (e.g. on Dask workers), unweighted.
+
+        Gives the same centres as ``fit`` on the same rows in the same order. Sets every
+        fitted attribute except ``labels_``, and returns the source's handle to the labels.
+        """
+        self._validate_params()
+        if data.n_samples < self.n_clusters:
+            raise ValueError(
+                f"n_samples={data.n_samples} should be >= n_clusters={self.n_clusters}."
+            )
+        labels = self._fit_source(data, np.ones(1), keep_labels=False)
+        return labels
+
+    def _fit_source(self, data: RowSource, weights: np.ndarray, keep_labels: bool = True) -> Any:
         rng = check_random_state(self.random_state)
-        best: tuple[np.ndarray, np.ndarray, float, int, int, np.ndarray] | None = None
+        best: tuple[np.ndarray, Any, float, int, int, np.ndarray] | None = None
         for _ in range(self.n_init):
-            run = self._fit_once(X, weights, sample_weight is None, rng)
+            run = self._fit_once(data, weights, rng)
             if best is None or run[2] < best[2]:
                 best = run
         assert best is not None
         (
             self.cluster_centers_,
-            self.labels_,
+            labels,
             self.inertia_,
             self.n_steps_,
             self.n_iter_,
             self._weight_sums,
         ) = best
-        return self
+        if keep_labels:
+            self.labels_ = labels
+        self.n_features_in_ = self.cluster_centers_.shape[1]
+        return labels
 
     def _fit_once(
-        self, X: np.ndarray, weights: np.ndarray, uniform: bool, rng: np.random.RandomState
-    ) -> tuple[np.ndarray, np.ndarray, float, int, int, np.ndarray]:
+        self, data: RowSource, weights: np.ndarray, rng: np.random.RandomState
+    ) -> tuple[np.ndarray, Any, float, int, int, np.ndarray]:
         """One initialisation: k-means++ -> mini-batch steps -> Lloyd polish -> labels."""
-        n = X.shape[0]
+        n = data.n_samples
         k = self.n_clusters
-        centers64 = self._initial_centers(X, weights, rng)
-        centers = centers64.astype(X.dtype)
+        centers64 = self._initial_centers(data, weights, rng)
+        centers = centers64.astype(data.dtype)
         # Tolerance scale: the data variance, estimated on a fixed-size sample.
-        probe = X[rng.randint(0, n, size=min(n, 16_384))]
+        probe = data.take(rng.randint(0, n, size=min(n, 16_384)))
         tol = self.tol * float(np.mean(np.var(probe, axis=0, dtype=np.float64)))
 
-        # Mini-batch phase: uniform sampling (weighted rows are sampled by weight).
-        cdf = None if uniform else np.cumsum(weights)
+        # Mini-batch phase: uniform sampling (weighted rows are sampled by weight). Batch
+        # indices come from their own stream, drawn STEPS_PER_FETCH steps ahead, so a
+        # distributed source can fetch those rows in one round trip.
+        batch_rng = np.random.RandomState(rng.randint(2**31 - 1))
+        cdf = None if weights.size == 1 else np.cumsum(weights)
+
+        def draw() -> np.ndarray:
+            if cdf is None:
+                return batch_rng.randint(0, n, size=batch).astype(np.int64)
+            idx = np.searchsorted(cdf, batch_rng.uniform(size=batch) * cdf[-1])
+            return np.minimum(idx, n - 1).astype(np.int64)
+
         batch = min(self.batch_size, n)
         batch_weights = np.ones(batch)
         weight_sums = np.zeros(k)
         batch_labels = np.empty(batch, dtype=np.int32)
         steps = 0
         smoothed_shift = np.inf
+        pending: list[tuple[np.ndarray, np.ndarray]] = []
         for steps in range(1, self.max_steps + 1):
+            if not pending:
+                ahead = min(STEPS_PER_FETCH, self.max_steps - steps + 1)
+                pending = data.batches([draw() for _ in range(ahead)])
+            X, idx = pending.pop(0)
             before = centers64.copy()
-            if cdf is None:
-                idx = rng.randint(0, n, size=batch).astype(np.int64)
-            else:
-                idx = np.searchsorted(cdf, rng.uniform(size=batch) * cdf[-1])
-                idx = np.minimum(idx, n - 1).astype(np.int64)
             K.minibatch_step(X, idx, batch_weights, centers, centers64, weight_sums, batch_labels)
             if steps % 10 == 0 and self.reassignment_ratio > 0:
                 self._reassign_starved(X, idx, centers, centers64, weight_sums, rng)
@@ -271,28 +366,24 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # exact inertia for the centres it used; when the update that follows moves them by
         # less than tol, that consistent triple is the result (no extra labelling pass).
         passes = 0
-        labels = np.empty(n, dtype=np.int32)  # reused by every pass
         inertia = np.inf
         for _ in range(self.max_iter):
-            labels, inertia, sums, seen = assign(X, centers, weights, True, labels)
+            inertia, sums, seen = data.full_pass(centers, True)
             passes += 1
             new = centers64.copy()
             filled = seen > 0
             new[filled] = sums[filled] / seen[filled, None]
             if not filled.all():  # an empty centre restarts at the worst-served point
-                dist = np.empty(n)
-                K.min_sq_distances(X, centers, dist)
-                far = np.argsort(-dist, kind="stable")[: int((~filled).sum())]
-                new[~filled] = X[far]
+                new[~filled] = data.farthest(centers, int((~filled).sum()))
             shift = float(((new - centers64) ** 2).sum())
             if shift <= tol and filled.all():
                 break
             centers64 = new
-            centers = centers64.astype(X.dtype)
+            centers = centers64.astype(data.dtype)
         else:
-            labels, inertia, _, _ = assign(X, centers, weights, False, labels)
+            inertia, _, _ = data.full_pass(centers, False)
             passes += 1
-        return centers, labels, inertia, steps, passes, weight_sums
+        return centers, data.take_labels(), inertia, steps, passes, weight_sums
 
     def _reassign_starved(
         self,
@@ -332,7 +423,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}."
                 )
             self._rng = check_random_state(self.random_state)
-            self._centers64 = self._initial_centers(X, weights, self._rng)
+            self._centers64 = self._initial_centers(InMemoryRows(X, weights), weights, self._rng)
             self._weight_sums = np.zeros(self.n_clusters)
             self.n_steps_ = 0
             self.n_iter_ = 0
