@@ -1,4 +1,4 @@
-"""The ecomscale command line: generate, features, segment, report, run.
+"""The ecomscale command line: generate, features, segment, report, run, partition.
 
 The one place that ties synth and every engine stage together. Expected errors print one
 line ("error: ...") and exit with status 2; no traceback.
@@ -6,12 +6,13 @@ line ("error: ...") and exit with status 2; no traceback.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -26,6 +27,7 @@ from engine.exceptions import EcomscaleError
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 DEFAULT_OUT = "ecomscale-out"
+DEFAULT_BUCKETS = 16  # bucketed layout of the generated default dataset on a cluster
 
 
 def friendly_errors(func: F) -> F:
@@ -90,6 +92,8 @@ def main() -> None:
     ecomscale features data/ --out features.parquet
     ecomscale segment features.parquet --out segments.parquet
     ecomscale report data/ --features features.parquet --segments segments.parquet
+    ecomscale run --local-cluster 2        # the same on a local Dask cluster
+    ecomscale partition logs/ --buckets 64 --out bucketed/   # layout for Dask
     """
 
 
@@ -144,6 +148,12 @@ def _generate(config: Any, out: Path, workers: int, overwrite: bool) -> dict[str
 @click.option(
     "--workers", type=int, default=os.cpu_count() or 1, show_default=True, help="Worker processes."
 )
+@click.option(
+    "--buckets",
+    type=int,
+    default=None,
+    help="Write the bucketed layout for Dask with N buckets (default: parts by user range).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing dataset at --out.")
 @friendly_errors
 def generate(
@@ -156,6 +166,7 @@ def generate(
     preset: str,
     out: Path,
     workers: int,
+    buckets: int | None,
     overwrite: bool,
 ) -> None:
     """Generate a synthetic dataset (users, products, events, planted personas)."""
@@ -169,6 +180,7 @@ def generate(
         products=products,
         separation=separation,
         dirty=dirty,
+        buckets=buckets,
     )
     _generate(config, out, workers, overwrite)
 
@@ -208,6 +220,45 @@ def with_data_options(func: F) -> F:
     return func
 
 
+cluster_options = [
+    click.option(
+        "--scheduler",
+        metavar="ADDRESS",
+        default=None,
+        help="Run on the Dask cluster at ADDRESS (e.g. tcp://host:8786); needs "
+        "ecomscale[distributed] and a bucketed dataset the workers can read.",
+    ),
+    click.option(
+        "--local-cluster",
+        type=int,
+        default=None,
+        metavar="N",
+        help="Run on a local Dask cluster of N worker processes (one thread each).",
+    ),
+]
+
+
+def with_cluster_options(func: F) -> F:
+    for option in reversed(cluster_options):
+        func = option(func)
+    return func
+
+
+@contextlib.contextmanager
+def _cluster(scheduler: str | None, local_cluster: int | None) -> Iterator[Any]:
+    """A Dask client when asked for one, else None (the serial path)."""
+    if scheduler is not None and local_cluster is not None:
+        raise click.BadParameter("give --scheduler or --local-cluster, not both")
+    if scheduler is None and local_cluster is None:
+        yield None
+        return
+    from engine.distributed import connect
+
+    with connect(scheduler, local_cluster) as client:
+        console.print(f"dask: {len(client.scheduler_info(n_workers=-1)['workers'])} workers")
+        yield client
+
+
 def _report_validation(report: Any) -> None:
     if report.clean:
         console.print(f"validation: all {report.rows_in:,} rows passed")
@@ -235,6 +286,7 @@ def _report_validation(report: Any) -> None:
 @click.option(
     "--quarantine", type=click.Path(path_type=Path), default=Path("quarantine"), show_default=True
 )
+@with_cluster_options
 @friendly_errors
 def features(
     data: Path,
@@ -246,23 +298,41 @@ def features(
     as_of: str | None,
     session_gap: float,
     quarantine: Path,
+    scheduler: str | None,
+    local_cluster: int | None,
 ) -> None:
     """Validate an event log and write one row of behavioural features per user."""
-    from engine.featurize import compute_features
+    from engine.featurize import compute_features, write_parquet_atomic
 
     dataset = _load(data, fmt, preset, columns)
     start = time.perf_counter()
-    with _progress() as progress:
-        task = progress.add_task("features (user ranges)", total=None)
-        result = compute_features(
-            dataset,
-            on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
-            quarantine_dir=quarantine,
-            as_of=_parse_as_of(as_of),
-            session_gap=dt.timedelta(minutes=session_gap),
-            on_range=lambda done, total: progress.update(task, completed=done, total=total),
-            out=out,
-        )
+    with _cluster(scheduler, local_cluster) as client:
+        if client is not None:
+            from engine.distributed import compute_features_distributed
+
+            with console.status("features (one task per bucket)"):
+                on_cluster = compute_features_distributed(
+                    client,
+                    dataset,
+                    on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
+                    quarantine_dir=quarantine,
+                    as_of=_parse_as_of(as_of),
+                    session_gap=dt.timedelta(minutes=session_gap),
+                )
+                write_parquet_atomic(on_cluster.gather(), out)
+            result = on_cluster.result
+    if client is None:
+        with _progress() as progress:
+            task = progress.add_task("features (user ranges)", total=None)
+            result = compute_features(
+                dataset,
+                on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
+                quarantine_dir=quarantine,
+                as_of=_parse_as_of(as_of),
+                session_gap=dt.timedelta(minutes=session_gap),
+                on_range=lambda done, total: progress.update(task, completed=done, total=total),
+                out=out,
+            )
     seconds = time.perf_counter() - start
     _report_validation(result.report)
     written = pl.scan_parquet(out)
@@ -307,19 +377,33 @@ def _segments_table(profiles: pl.DataFrame) -> Table:
 )
 @click.option("--k", "k", default="auto", show_default=True, help="Number of segments or 'auto'.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@with_cluster_options
 @friendly_errors
-def segment(features_path: Path, out: Path, k: str, seed: int) -> None:
+def segment(
+    features_path: Path,
+    out: Path,
+    k: str,
+    seed: int,
+    scheduler: str | None,
+    local_cluster: int | None,
+) -> None:
     """Cluster users (features.parquet) into named segments."""
     from engine.featurize import write_parquet_atomic
     from engine.segments import segment as run_segment
 
-    frame = pl.read_parquet(features_path)
-    with console.status("segmenting"):
-        seg = run_segment(frame, k=_parse_k(k), seed=seed)  # type: ignore[arg-type]
+    with _cluster(scheduler, local_cluster) as client, console.status("segmenting"):
+        if client is None:
+            seg = run_segment(pl.read_parquet(features_path), k=_parse_k(k), seed=seed)  # type: ignore[arg-type]
+        else:  # each worker reads its own buckets of users from the file
+            from engine.distributed import scatter_features_file, segment_distributed
+
+            workers = len(client.scheduler_info(n_workers=-1)["workers"])
+            parts = scatter_features_file(client, features_path, 4 * max(workers, 1))
+            seg = segment_distributed(client, parts, k=_parse_k(k), seed=seed)  # type: ignore[arg-type]
     write_parquet_atomic(seg.assignments, out)
     write_parquet_atomic(seg.profiles, out.with_name(out.stem + "_profiles.parquet"))
     console.print(_segments_table(seg.profiles))
-    console.print(f"segments: {seg.k} segments for {frame.height:,} users -> {out}")
+    console.print(f"segments: {seg.k} segments for {seg.assignments.height:,} users -> {out}")
 
 
 # --- report -----------------------------------------------------------------------------------
@@ -378,6 +462,51 @@ def report(
     console.print(f"report: {path}" + (f" (persona ARI {ari:.3f})" if ari is not None else ""))
 
 
+# --- partition --------------------------------------------------------------------------------
+@main.command()
+@click.argument("data", type=click.Path(path_type=Path))
+@click.option("--buckets", type=int, required=True, help="Number of buckets (a few per worker).")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create.")
+@click.option(
+    "--quarantine", type=click.Path(path_type=Path), default=Path("quarantine"), show_default=True
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing folder at --out.")
+@with_data_options
+@friendly_errors
+def partition(
+    data: Path,
+    buckets: int,
+    out: Path,
+    quarantine: Path,
+    overwrite: bool,
+    fmt: str,
+    preset: str | None,
+    columns: tuple[str, ...],
+    on_bad_rows: str,
+) -> None:
+    """Lay an event log out in the bucketed layout that --scheduler/--local-cluster read."""
+    from engine.partition import partition_dataset, partition_summary
+
+    dataset = _load(data, fmt, preset, columns)
+    start = time.perf_counter()
+    with console.status(f"partitioning into {buckets} buckets"):
+        manifest, report = partition_dataset(
+            dataset,
+            out,
+            buckets,
+            on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
+            quarantine_dir=quarantine,
+            overwrite=overwrite,
+        )
+    _report_validation(report)
+    rows = partition_summary(out)["len"].to_list()
+    console.print(
+        f"partition: {manifest['counts']['events']:,} events in {len(rows)} buckets "
+        f"({min(rows):,}..{max(rows):,} rows each) in {time.perf_counter() - start:.1f} s "
+        f"-> {out}"
+    )
+
+
 # --- run --------------------------------------------------------------------------------------
 @main.command()
 @click.argument("data", type=click.Path(path_type=Path), required=False)
@@ -389,6 +518,7 @@ def report(
 @click.option("--users", type=int, default=None, help="Users in the generated dataset (no DATA).")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
 @with_data_options
+@with_cluster_options
 @friendly_errors
 def run(
     data: Path | None,
@@ -401,30 +531,37 @@ def run(
     preset: str | None,
     columns: tuple[str, ...],
     on_bad_rows: str,
+    scheduler: str | None,
+    local_cluster: int | None,
 ) -> None:
     """Run everything: (generate ->) features -> segments -> insights -> report.html.
 
-    With no DATA, the built-in default dataset is generated into OUT/data first.
+    With no DATA, the built-in default dataset is generated into OUT/data first (in the
+    bucketed layout when a Dask cluster is asked for).
     """
     from engine.pipeline import run_pipeline
 
     start = time.perf_counter()
-    if data is None:
-        from synth import from_preset
+    with _cluster(scheduler, local_cluster) as client:
+        if data is None:
+            from synth import from_preset
 
-        data = out / "data"
-        console.print(f"[bold]no DATA given: generating the default dataset into {data}")
-        _generate(from_preset("default", users=users), data, workers, overwrite=True)
-    dataset = _load(data, fmt, preset, columns)
-    with console.status("running") as status:
-        result = run_pipeline(
-            dataset,
-            out,
-            k=_parse_k(k),  # type: ignore[arg-type]
-            seed=seed,
-            on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
-            on_stage=lambda stage: status.update(f"[bold]{stage}"),
-        )
+            data = out / "data"
+            buckets = DEFAULT_BUCKETS if client is not None else None
+            console.print(f"[bold]no DATA given: generating the default dataset into {data}")
+            config = from_preset("default", users=users, buckets=buckets)
+            _generate(config, data, workers, overwrite=True)
+        dataset = _load(data, fmt, preset, columns)
+        with console.status("running") as status:
+            result = run_pipeline(
+                dataset,
+                out,
+                k=_parse_k(k),  # type: ignore[arg-type]
+                seed=seed,
+                on_bad_rows=on_bad_rows,  # type: ignore[arg-type]
+                on_stage=lambda stage: status.update(f"[bold]{stage}"),
+                client=client,
+            )
     profiles = pl.read_parquet(out / "segment_profiles.parquet")
     console.print(_segments_table(profiles))
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())

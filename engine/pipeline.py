@@ -5,12 +5,13 @@ Every output is written atomically. ``run_pipeline`` is what ``ecomscale run`` c
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import polars as pl
 
@@ -92,10 +93,13 @@ def run_pipeline(
     session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
     conversion_window: dt.timedelta = insights.DEFAULT_CONVERSION_WINDOW,
     on_stage: Progress | None = None,
+    client: Any = None,
 ) -> RunResult:
     """Run features, segments, insights and the report; write everything under ``out_dir``.
 
-    Writes features.parquet, segments.parquet, insights/*.parquet and report.html.
+    Writes features.parquet, segments.parquet, insights/*.parquet and report.html. With a
+    Dask ``client`` (engine.distributed.connect), features and K-Means run on the cluster
+    (the dataset must be in the bucketed layout); the outputs are the same.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -103,19 +107,30 @@ def run_pipeline(
     dataset = data if isinstance(data, Dataset) else load_dataset(data)
 
     stop = _timed(timings, "features", on_stage)
-    result: FeatureResult = compute_features(
-        dataset,
-        on_bad_rows=on_bad_rows,
-        quarantine_dir=out / "quarantine",
-        as_of=as_of,
-        session_gap=session_gap,
-    )
+    options: dict[str, Any] = {
+        "on_bad_rows": on_bad_rows,
+        "quarantine_dir": out / "quarantine",
+        "as_of": as_of,
+        "session_gap": session_gap,
+    }
+    if client is None:
+        result: FeatureResult = compute_features(dataset, **options)
+    else:
+        from engine.distributed import compute_features_distributed
+
+        on_cluster = compute_features_distributed(client, dataset, **options)
+        result = dataclasses.replace(on_cluster.result, features=on_cluster.gather())
     assert result.features is not None  # kept in memory: no ``out`` was given
     write_parquet_atomic(result.features, out / "features.parquet")
     stop()
 
     stop = _timed(timings, "segments", on_stage)
-    seg = segment(result.features, k=k, seed=seed)
+    if client is None:
+        seg = segment(result.features, k=k, seed=seed)
+    else:
+        from engine.distributed import segment_distributed
+
+        seg = segment_distributed(client, on_cluster.parts, k=k, seed=seed)
     write_parquet_atomic(seg.assignments, out / "segments.parquet")
     write_parquet_atomic(seg.profiles, out / "segment_profiles.parquet")
     stop()

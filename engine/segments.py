@@ -15,8 +15,9 @@ non-buyers, which an analyst already knows).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import polars as pl
@@ -24,6 +25,7 @@ from sklearn.metrics import silhouette_score
 
 from engine.exceptions import ConfigError, DataValidationError
 from engine.kmeans import MiniBatchKMeans
+from engine.kmeans.estimator import InMemoryRows, RowSource
 from engine.naming import name_segments
 from engine.schema import user_hash
 
@@ -41,6 +43,8 @@ CATEGORY_BLOCK_WEIGHT = 16.0
 K_MIN, K_MAX = 3, 10
 N_INIT = 5
 SILHOUETTE_SAMPLE = 4_000
+# Reads the labels that a fit left in a RowSource, at given rows.
+LabelsAt = Callable[[Any, np.ndarray], np.ndarray]
 
 
 @dataclass
@@ -148,23 +152,35 @@ def in_hash_order(features: pl.DataFrame) -> pl.DataFrame:
     return features.sort(user_hash(pl.col("user_id")))
 
 
+def _labels_in_memory(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return labels[rows]
+
+
 def choose_k(
-    matrix: np.ndarray, seed: int, k_values: range = range(K_MIN, K_MAX + 1)
+    data: RowSource,
+    seed: int,
+    k_values: range = range(K_MIN, K_MAX + 1),
+    labels_at: LabelsAt = _labels_in_memory,
 ) -> tuple[int, pl.DataFrame]:
-    """The k with the best silhouette (sample of SILHOUETTE_SAMPLE rows), and all scores."""
+    """The k with the best silhouette (sample of SILHOUETTE_SAMPLE rows), and all scores.
+
+    Args:
+        data: the prepared rows (``InMemoryRows`` or a distributed source).
+        seed: seeds every fit and the silhouette sample.
+        k_values: the k to try.
+        labels_at: reads the labels a fit left in ``data`` at given rows.
+    """
+    n = data.n_samples
     rng = np.random.default_rng(seed)
-    sample = rng.choice(
-        matrix.shape[0], size=min(SILHOUETTE_SAMPLE, matrix.shape[0]), replace=False
-    )
+    sample = np.sort(rng.choice(n, size=min(SILHOUETTE_SAMPLE, n), replace=False))
+    sample_rows = data.take(sample)
     rows = []
     for k in k_values:
-        if k >= matrix.shape[0]:
+        if k >= n:
             break
-        model = MiniBatchKMeans(k, n_init=N_INIT, random_state=seed).fit(matrix)
-        labels = model.labels_[sample]
-        score = (
-            float(silhouette_score(matrix[sample], labels)) if len(np.unique(labels)) > 1 else -1.0
-        )
+        model = MiniBatchKMeans(k, n_init=N_INIT, random_state=seed)
+        labels = labels_at(model.fit_rows(data), sample)
+        score = float(silhouette_score(sample_rows, labels)) if len(np.unique(labels)) > 1 else -1.0
         rows.append({"k": k, "inertia": model.inertia_, "silhouette": score})
     scores = pl.DataFrame(rows)
     best = int(scores.sort(["silhouette", "k"], descending=[True, False])["k"][0])
@@ -193,60 +209,97 @@ def segment(
     matrix, columns = prepare(features)
     scores = pl.DataFrame()
     if k == "auto":
-        k, scores = choose_k(matrix, seed)
+        k, scores = choose_k(InMemoryRows(matrix, np.ones(1)), seed)
     model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed).fit(matrix)
-    return name_and_profile(features, model.labels_, int(k), model.inertia_, columns, scores)
+    relabel = size_order(np.bincount(model.labels_, minlength=int(k)))
+    labels = relabel[model.labels_]
+    with_segment = features.with_columns(pl.Series("segment", labels, dtype=pl.Int32))
+    profiles = profile(with_segment)
+    assignments = with_segment.select("user_id", "segment").sort("user_id")
+    return named(assignments, profiles, model.inertia_, columns, scores)
 
 
-def name_and_profile(
-    features: pl.DataFrame,
-    labels: np.ndarray,
-    k: int,
-    inertia: float,
-    columns: list[str],
-    scores: pl.DataFrame,
-) -> Segmentation:
-    """Relabel by size, profile and name the segments of ``features`` (rows match labels)."""
-    # Relabel segments by size (0 = largest) so ids are stable and readable; a centre that
-    # ended up with no users (fewer distinct users than k) is dropped, not shown empty.
-    sizes = np.bincount(labels, minlength=int(k))
+def size_order(sizes: np.ndarray) -> np.ndarray:
+    """Old segment id -> new id, by size (0 = largest); -1 for a centre without users.
+
+    Ids ordered by size are stable and readable; a centre that ended up with no users (fewer
+    distinct users than k) is dropped, not shown empty.
+    """
     order = np.argsort(-sizes, kind="stable")
     order = order[sizes[order] > 0]
     relabel = np.full(sizes.size, -1)
     relabel[order] = np.arange(order.size)
-    labels = relabel[labels]
-    k = int(order.size)
-    with_segment = features.with_columns(pl.Series("segment", labels, dtype=pl.Int32))
-    profiles = profile(with_segment)
+    return relabel
+
+
+def named(
+    assignments: pl.DataFrame,
+    profiles: pl.DataFrame,
+    inertia: float,
+    columns: list[str],
+    scores: pl.DataFrame,
+) -> Segmentation:
+    """Name the profiled segments and put the names on the assignments."""
     names, rules = name_segments(profiles)
-    assignments = with_segment.select(
-        "user_id",
-        "segment",
-        pl.col("segment").replace_strict(names, return_dtype=pl.String).alias("segment_name"),
-    ).sort("user_id")
+    to_name = pl.col("segment").replace_strict(names, return_dtype=pl.String)
+    assignments = assignments.with_columns(to_name.alias("segment_name"))
     profiles = profiles.with_columns(
-        pl.col("segment").replace_strict(names, return_dtype=pl.String).alias("segment_name"),
+        to_name.alias("segment_name"),
         pl.col("segment").replace_strict(rules, return_dtype=pl.String).alias("name_rule"),
     )
+    k = profiles.height
     return Segmentation(assignments, profiles, names, rules, k, inertia, columns, scores)
 
 
 def profile(with_segment: pl.DataFrame) -> pl.DataFrame:
-    """Per segment: users, share of users, buyer share and the mean of every numeric feature."""
-    numeric = [
-        c
-        for c, dtype in with_segment.schema.items()
-        if dtype.is_numeric() and c not in ("user_id", "segment")
+    """Per-segment profile of users that carry a ``segment`` column (see merge_profiles)."""
+    return merge_profiles([profile_partial(with_segment)], with_segment["segment"].n_unique())
+
+
+def _numeric(schema: pl.Schema) -> list[str]:
+    return [
+        c for c, dtype in schema.items() if dtype.is_numeric() and c not in ("user_id", "segment")
     ]
-    total = with_segment.height
-    return (
-        with_segment.group_by("segment")
-        .agg(
-            pl.len().alias("users"),
-            (pl.col("n_purchases") > 0).mean().alias("buyer_share"),
-            pl.col("top_category").drop_nulls().mode().sort().first().alias("top_category"),
-            *(pl.col(c).mean() for c in numeric),
-        )
-        .with_columns((pl.col("users") / total).alias("user_share"))
-        .sort("segment")
+
+
+def profile_partial(with_segment: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Mergeable profile parts of some users: per segment the user count, buyers, and sum
+    and non-null count of every numeric feature; and users per (segment, top_category)."""
+    numeric = _numeric(with_segment.schema)
+    sums = with_segment.group_by("segment").agg(
+        pl.len().alias("users"),
+        (pl.col("n_purchases") > 0).sum().alias("buyers"),
+        *(pl.col(c).cast(pl.Float64).sum().alias(f"sum:{c}") for c in numeric),
+        *(pl.col(c).count().alias(f"n:{c}") for c in numeric),
     )
+    tops = with_segment.drop_nulls("top_category").group_by("segment", "top_category").len()
+    return sums, tops
+
+
+def merge_profiles(parts: list[tuple[pl.DataFrame, pl.DataFrame]], k: int) -> pl.DataFrame:
+    """Per segment: users, share of users, buyer share, the most common top_category (ties:
+    alphabetical) and the mean of every numeric feature, from ``profile_partial`` parts."""
+    sums = pl.concat([p[0] for p in parts]).group_by("segment").sum()
+    numeric = [c.removeprefix("sum:") for c in sums.columns if c.startswith("sum:")]
+    tops = (
+        pl.concat([p[1] for p in parts])
+        .group_by("segment", "top_category")
+        .agg(pl.col("len").sum())
+        .sort(["segment", "len", "top_category"], descending=[False, True, False])
+        .group_by("segment", maintain_order=True)
+        .first()
+        .select("segment", "top_category")
+    )
+    total = int(sums["users"].sum())
+    profiles = sums.join(tops, on="segment", how="left").select(
+        "segment",
+        pl.col("users").cast(pl.UInt32),
+        (pl.col("buyers") / pl.col("users")).alias("buyer_share"),
+        "top_category",
+        *((pl.col(f"sum:{c}") / pl.col(f"n:{c}")).alias(c) for c in numeric),
+        (pl.col("users") / total).alias("user_share"),
+    )
+    profiles = profiles.filter(pl.col("segment") >= 0).sort("segment")
+    if profiles.height != k:
+        raise AssertionError(f"expected {k} profiled segments, got {profiles.height}")
+    return profiles

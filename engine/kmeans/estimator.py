@@ -21,21 +21,22 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from engine.kmeans import _kernels as K
 
 MIN_STEPS = 10
-STEPS_PER_FETCH = 10  # mini-batches drawn ahead (one fetch from a distributed source)
+STEPS_PER_FETCH = 10  # first mini-batches drawn ahead (one fetch from a distributed source)
 
 
 def _n_chunks(n: int) -> int:
     return (n + K.CHUNK_ROWS - 1) // K.CHUNK_ROWS
 
 
-def assign(
+def assign_chunks(
     X: np.ndarray,
     centers: np.ndarray,
     weights: np.ndarray,
     with_sums: bool,
     labels: np.ndarray | None = None,
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Labels, exact inertia (float64) and, if asked, per-centre weighted sums and weights.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Labels, and per chunk of CHUNK_ROWS rows: inertia (float64) and, if asked,
+    per-centre weighted sums and weights (arrays of shape (n_chunks, ...)).
 
     ``labels`` (int32, shape (n_samples,)) is reused when given: the only n-sized buffer.
     """
@@ -47,10 +48,31 @@ def assign(
     sums = np.empty((chunks, k, d) if with_sums else (0, 0, 0))
     weight = np.empty((chunks, k) if with_sums else (0, 0))
     K.assign_chunks(X, centers, weights, labels, inertia, sums, weight)
+    return labels, inertia, sums, weight
+
+
+def assign(
+    X: np.ndarray,
+    centers: np.ndarray,
+    weights: np.ndarray,
+    with_sums: bool,
+    labels: np.ndarray | None = None,
+) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Labels, exact inertia (float64) and, if asked, per-centre weighted sums and weights."""
+    labels, inertia, sums, weight = assign_chunks(X, centers, weights, with_sums, labels)
     total = float(math.fsum(inertia))  # chunk order; thread-count independent
     if with_sums:
         return labels, total, sums.sum(axis=0), weight.sum(axis=0)
     return labels, total, sums, weight
+
+
+def farthest_rows(X: np.ndarray, centers: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """The squared distances and rows of the m rows farthest from their nearest centre
+    (ties: lowest index first)."""
+    dist = np.empty(X.shape[0])
+    K.min_sq_distances(X, centers, dist)
+    top = np.argsort(-dist, kind="stable")[:m]
+    return dist[top], X[top]
 
 
 def kmeans_plusplus(
@@ -137,9 +159,7 @@ class InMemoryRows:
         return inertia, sums, seen
 
     def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
-        dist = np.empty(self.n_samples)
-        K.min_sq_distances(self.X, centers, dist)
-        return self.X[np.argsort(-dist, kind="stable")[:m]]
+        return farthest_rows(self.X, centers, m)[1]
 
     def take_labels(self) -> Any:
         labels, self._labels = self._labels, None
@@ -347,8 +367,8 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         smoothed_shift = np.inf
         pending: list[tuple[np.ndarray, np.ndarray]] = []
         for steps in range(1, self.max_steps + 1):
-            if not pending:
-                ahead = min(STEPS_PER_FETCH, self.max_steps - steps + 1)
+            if not pending:  # fetch 10, 20, 40... steps ahead: few fetches, little waste
+                ahead = min(max(STEPS_PER_FETCH, steps - 1), self.max_steps - steps + 1)
                 pending = data.batches([draw() for _ in range(ahead)])
             X, idx = pending.pop(0)
             before = centers64.copy()
