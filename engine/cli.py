@@ -542,15 +542,17 @@ def run(
     from engine.pipeline import run_pipeline
 
     start = time.perf_counter()
-    with _cluster(scheduler, local_cluster) as client:
-        if data is None:
-            from synth import from_preset
+    if data is None:
+        from synth import from_preset
 
-            data = out / "data"
-            buckets = DEFAULT_BUCKETS if client is not None else None
-            console.print(f"[bold]no DATA given: generating the default dataset into {data}")
-            config = from_preset("default", users=users, buckets=buckets)
-            _generate(config, data, workers, overwrite=True)
+        data = out / "data"
+        on_cluster = scheduler is not None or local_cluster is not None
+        console.print(f"[bold]no DATA given: generating the default dataset into {data}")
+        config = from_preset(
+            "default", users=users, buckets=DEFAULT_BUCKETS if on_cluster else None
+        )
+        _generate(config, data, workers, overwrite=True)
+    with _cluster(scheduler, local_cluster) as client:
         dataset = _load(data, fmt, preset, columns)
         with console.status("running") as status:
             result = run_pipeline(

@@ -27,6 +27,7 @@ import contextlib
 import datetime as dt
 import math
 import operator
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
     from distributed import Client, Future
 
 CONNECT_TIMEOUT_S = 10
+KMEANS_PARTITIONS = 4
 INSTALL_HINT = "Hint: pip install 'ecomscale[distributed]'"
 
 
@@ -90,6 +92,7 @@ def connect(
     *,
     threads_per_worker: int = 1,
     processes: bool = True,
+    timeout_s: float = CONNECT_TIMEOUT_S,
 ) -> Iterator[Client]:
     """A Dask client for a running scheduler, or for a local cluster started here.
 
@@ -99,6 +102,7 @@ def connect(
         threads_per_worker: task threads per worker; Polars and numba in a worker process
             get as many threads, so workers x threads never oversubscribes the cores.
         processes: local workers as processes (False: threads, for tests and small data).
+        timeout_s: how long to try to reach ``scheduler``.
 
     Raises:
         ConfigError: Dask is not installed, or the scheduler cannot be reached.
@@ -108,11 +112,12 @@ def connect(
 
     if scheduler is not None:
         try:
-            client = distributed.Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s")
+            client = distributed.Client(scheduler, timeout=f"{timeout_s}s")
         except (OSError, TimeoutError, ValueError) as exc:
             reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             raise ConfigError(
-                f"cannot reach the Dask scheduler at {scheduler} ({reason}). Hint: start one "
+                f"cannot reach the Dask scheduler at {scheduler} within {timeout_s:g} s "
+                f"({reason}). Hint: start one "
                 f"with `dask scheduler` and workers with `dask worker {scheduler}`, or use "
                 "--local-cluster N"
             ) from None
@@ -128,15 +133,28 @@ def connect(
         "NUMBA_NUM_THREADS": threads,
         "OMP_NUM_THREADS": threads,
     }
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+    # Nannies set these in this process's environment before spawning (so that Polars and
+    # numba read them when the worker imports them) and leave them there: put them back.
+    with _environ_restored(), dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         cluster = distributed.LocalCluster(
             n_workers=local_cluster,
             threads_per_worker=threads_per_worker,
             processes=processes,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: clusters side by side do not clash
         )
-    with cluster, distributed.Client(cluster) as client:
-        yield client
+        with cluster, distributed.Client(cluster) as client:
+            yield client
+
+
+@contextlib.contextmanager
+def _environ_restored() -> Iterator[None]:
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
 
 
 # --- features ---------------------------------------------------------------------------------
@@ -257,7 +275,7 @@ class DaskRows:
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.n_samples = int(self.offsets[-1])
         self.dtype = np.dtype(np.float32)
-        self._latest: list[Future] | None = None
+        self.concurrent = True  # fits wait on round trips, not on the driver's cores
 
     def _by_part(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """(partition, positions in ``rows``, local row numbers) for each partition used."""
@@ -267,15 +285,17 @@ class DaskRows:
             yield part, positions, rows[positions] - self.offsets[part]
 
     def _gather_rows(self, handles: list[Future], rows: np.ndarray, func: Any) -> np.ndarray:
+        # Each distinct row travels once (mini-batches drawn with replacement repeat rows).
+        unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
         pieces = [
             (positions, self.client.submit(func, handles[part], local))
-            for part, positions, local in self._by_part(np.asarray(rows, dtype=np.int64))
+            for part, positions, local in self._by_part(unique)
         ]
         values = self.client.gather([future for _, future in pieces])
-        out = np.empty((len(rows), *values[0].shape[1:]), dtype=values[0].dtype)
+        out = np.empty((unique.size, *values[0].shape[1:]), dtype=values[0].dtype)
         for (positions, _), value in zip(pieces, values, strict=True):
             out[positions] = value
-        return out
+        return out[inverse]
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return self._gather_rows(self.matrices, rows, _take)
@@ -287,16 +307,17 @@ class DaskRows:
             (rows, np.arange(i * size, (i + 1) * size, dtype=np.int64)) for i in range(len(indices))
         ]
 
-    def full_pass(self, centers: np.ndarray, with_sums: bool) -> tuple[float, Any, Any]:
+    def full_pass(
+        self, centers: np.ndarray, with_sums: bool, labels: Any = None
+    ) -> tuple[float, Any, Any, Any]:
         passes = [self.client.submit(_full_pass, m, centers, with_sums) for m in self.matrices]
         totals = self.client.gather([self.client.submit(_pass_totals, p) for p in passes])
-        self._latest = passes  # the labels stay on the workers
         inertia = math.fsum(np.concatenate([t[0] for t in totals]))
         if not with_sums:
-            return inertia, None, None
+            return inertia, None, None, passes  # the labels stay on the workers
         sums = np.concatenate([t[1] for t in totals]).sum(axis=0)
         weight = np.concatenate([t[2] for t in totals]).sum(axis=0)
-        return inertia, sums, weight
+        return inertia, sums, weight, passes
 
     def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
         found = self.client.gather(
@@ -305,11 +326,6 @@ class DaskRows:
         dist = np.concatenate([f[0] for f in found])
         rows = np.concatenate([f[1] for f in found])
         return rows[np.argsort(-dist, kind="stable")[:m]]  # ties: partition order = index
-
-    def take_labels(self) -> list[Future]:
-        latest, self._latest = self._latest, None
-        assert latest is not None, "take_labels before any full pass"
-        return latest
 
     def labels_at(self, handle: list[Future], rows: np.ndarray) -> np.ndarray:
         """The labels a fit left on the workers (``fit_rows``' handle) at global rows."""
@@ -347,14 +363,13 @@ def _concat(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames)
 
 
-def _coalesce(client: Client, parts: list[Future]) -> list[Future]:
-    """Consecutive partitions merged into one per worker: K-Means makes a few round trips
-    per step, each costing one task per partition. Order (and so every row index) is kept."""
-    workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-    if len(parts) <= workers:
+def _coalesce(client: Client, parts: list[Future], groups: int) -> list[Future]:
+    """Consecutive partitions merged into ``groups``: K-Means makes a round trip per step,
+    and each costs one task per partition. Row order (so every row index) is kept."""
+    if len(parts) <= groups:
         return parts
-    groups = np.array_split(np.arange(len(parts)), workers)
-    return [client.submit(_concat, [parts[i] for i in group.tolist()]) for group in groups]
+    split = np.array_split(np.arange(len(parts)), groups)
+    return [client.submit(_concat, [parts[i] for i in group.tolist()]) for group in split]
 
 
 def segment_distributed(
@@ -362,10 +377,17 @@ def segment_distributed(
     parts: list[Future],
     k: int | Literal["auto"] = "auto",
     seed: int = 0,
+    kmeans_partitions: int = KMEANS_PARTITIONS,
 ) -> Segmentation:
     """``engine.segment`` over feature partitions held by workers (each in hash order, the
-    partitions in bucket order). Gives the serial segments for the same users."""
-    parts = _coalesce(client, parts)
+    partitions in bucket order). Gives the serial segments for the same users.
+
+    ``kmeans_partitions``: consecutive partitions are merged into this many for K-Means
+    (fewer tasks per step; at least the number of workers that should share the passes).
+    It is fixed, not taken from the cluster, so the result never depends on the number of
+    workers.
+    """
+    parts = _coalesce(client, parts, kmeans_partitions)
     sizes = client.gather([client.submit(len, part) for part in parts])
     parts = [part for part, size in zip(parts, sizes, strict=True) if size]
     sizes = [size for size in sizes if size]

@@ -25,7 +25,7 @@ from sklearn.metrics import silhouette_score
 
 from engine.exceptions import ConfigError, DataValidationError
 from engine.kmeans import MiniBatchKMeans
-from engine.kmeans.estimator import InMemoryRows, RowSource
+from engine.kmeans.estimator import InMemoryRows, RowSource, map_runs
 from engine.naming import name_segments
 from engine.schema import user_hash
 
@@ -174,15 +174,15 @@ def choose_k(
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(SILHOUETTE_SAMPLE, n), replace=False))
     sample_rows = data.take(sample)
-    rows = []
-    for k in k_values:
-        if k >= n:
-            break
+
+    def score(k: int) -> dict[str, Any]:
         model = MiniBatchKMeans(k, n_init=N_INIT, random_state=seed)
         labels = labels_at(model.fit_rows(data), sample)
-        score = float(silhouette_score(sample_rows, labels)) if len(np.unique(labels)) > 1 else -1.0
-        rows.append({"k": k, "inertia": model.inertia_, "silhouette": score})
-    scores = pl.DataFrame(rows)
+        single = len(np.unique(labels)) == 1
+        silhouette = -1.0 if single else float(silhouette_score(sample_rows, labels))
+        return {"k": k, "inertia": model.inertia_, "silhouette": silhouette}
+
+    scores = pl.DataFrame(map_runs(data, score, [k for k in k_values if k < n]))
     best = int(scores.sort(["silhouette", "k"], descending=[True, False])["k"][0])
     return best, scores
 

@@ -9,8 +9,10 @@ kernels are deterministic and thread-count independent.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
@@ -21,6 +23,7 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from engine.kmeans import _kernels as K
 
 MIN_STEPS = 10
+T = TypeVar("T")
 STEPS_PER_FETCH = 10  # first mini-batches drawn ahead (one fetch from a distributed source)
 
 
@@ -115,6 +118,7 @@ class RowSource(Protocol):
 
     n_samples: int
     dtype: np.dtype
+    concurrent: bool  # independent fits may run at once in driver threads (hides round trips)
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         """Rows at these indices, in this order, array of shape (len(rows), n_features)."""
@@ -124,18 +128,25 @@ class RowSource(Protocol):
         """For each mini-batch's indices, an (X, idx) pair that ``minibatch_step`` reads."""
         ...
 
-    def full_pass(self, centers: np.ndarray, with_sums: bool) -> tuple[float, Any, Any]:
-        """Labels every row (kept as the latest labels), exact inertia and, if asked,
-        per-centre sums of shape (n_clusters, n_features) and weights of shape (n_clusters,)."""
+    def full_pass(
+        self, centers: np.ndarray, with_sums: bool, labels: Any = None
+    ) -> tuple[float, Any, Any, Any]:
+        """Labels every row: exact inertia, per-centre sums of shape (n_clusters, n_features)
+        and weights of shape (n_clusters,) if asked (else None), and a handle to the labels
+        (``labels``, the handle of an earlier pass of the same run, may be reused)."""
         ...
 
     def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
         """The m rows farthest from their nearest centre (ties: lowest index first)."""
         ...
 
-    def take_labels(self) -> Any:
-        """The labels of the latest full pass (the next pass starts a new buffer)."""
-        ...
+
+def map_runs(data: RowSource, run: Callable[[Any], T], args: Any) -> list[T]:
+    """``[run(a) for a in args]``, in driver threads when ``data.concurrent``."""
+    if not data.concurrent or len(args) < 2:
+        return [run(a) for a in args]
+    with ThreadPoolExecutor(len(args)) as pool:
+        return list(pool.map(run, args))
 
 
 class InMemoryRows:
@@ -144,7 +155,7 @@ class InMemoryRows:
     def __init__(self, X: np.ndarray, weights: np.ndarray) -> None:
         self.X, self.weights = X, weights
         self.n_samples, self.dtype = X.shape[0], X.dtype
-        self._labels: np.ndarray | None = None
+        self.concurrent = False  # numba already uses every core for one fit
 
     def take(self, rows: np.ndarray) -> np.ndarray:
         return self.X[rows]
@@ -152,18 +163,14 @@ class InMemoryRows:
     def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         return [(self.X, idx) for idx in indices]
 
-    def full_pass(self, centers: np.ndarray, with_sums: bool) -> tuple[float, Any, Any]:
-        self._labels, inertia, sums, seen = assign(
-            self.X, centers, self.weights, with_sums, self._labels
-        )
-        return inertia, sums, seen
+    def full_pass(
+        self, centers: np.ndarray, with_sums: bool, labels: Any = None
+    ) -> tuple[float, Any, Any, Any]:
+        labels, inertia, sums, seen = assign(self.X, centers, self.weights, with_sums, labels)
+        return inertia, sums if with_sums else None, seen if with_sums else None, labels
 
     def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
         return farthest_rows(self.X, centers, m)[1]
-
-    def take_labels(self) -> Any:
-        labels, self._labels = self._labels, None
-        return labels
 
 
 class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -316,12 +323,13 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _fit_source(self, data: RowSource, weights: np.ndarray, keep_labels: bool = True) -> Any:
         rng = check_random_state(self.random_state)
-        best: tuple[np.ndarray, Any, float, int, int, np.ndarray] | None = None
-        for _ in range(self.n_init):
-            run = self._fit_once(data, weights, rng)
-            if best is None or run[2] < best[2]:
-                best = run
-        assert best is not None
+        # One seed per initialisation: runs are independent, so a distributed source can
+        # run them at once; the best (lowest inertia, first on ties) wins either way.
+        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
+        runs = map_runs(
+            data, lambda seed: self._fit_once(data, weights, np.random.RandomState(seed)), seeds
+        )
+        best = min(runs, key=lambda run: run[2])
         (
             self.cluster_centers_,
             labels,
@@ -387,8 +395,9 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         # less than tol, that consistent triple is the result (no extra labelling pass).
         passes = 0
         inertia = np.inf
+        labels = None  # one buffer (or handle) per run, reused by every pass
         for _ in range(self.max_iter):
-            inertia, sums, seen = data.full_pass(centers, True)
+            inertia, sums, seen, labels = data.full_pass(centers, True, labels)
             passes += 1
             new = centers64.copy()
             filled = seen > 0
@@ -401,9 +410,9 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             centers64 = new
             centers = centers64.astype(data.dtype)
         else:
-            inertia, _, _ = data.full_pass(centers, False)
+            inertia, _, _, labels = data.full_pass(centers, False, labels)
             passes += 1
-        return centers, data.take_labels(), inertia, steps, passes, weight_sums
+        return centers, labels, inertia, steps, passes, weight_sums
 
     def _reassign_starved(
         self,
