@@ -77,4 +77,6 @@ def child_peak_rss_mb(code: str) -> float:
 
 
 def self_peak_rss_snippet() -> str:
-    return "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"
+    """Prints the process's own peak RSS (synth.dataset.peak_rss_mb: VmHWM, which, unlike
+    ru_maxrss, does not include the benchmark process the child was forked from)."""
+    return "from synth.dataset import peak_rss_mb; print(peak_rss_mb())"

@@ -83,6 +83,21 @@ def _events_table(cols: dict[str, np.ndarray], null_price: np.ndarray | None) ->
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
+def peak_rss_mb() -> float:
+    """This process's peak RSS in MB.
+
+    VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, so a process forked from a big
+    parent would report the parent's size.
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResult:
     """Generate and write events part ``part`` (users part*part_users onwards)."""
     pa.set_cpu_count(1)  # one worker per core; avoid oversubscription
@@ -133,7 +148,7 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
         users=pa.concat_tables(users),
         truth=pa.concat_tables(truth),
         dirty_counts=dirty_counts if dirty_run else {},
-        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        peak_rss_mb=peak_rss_mb(),
     )
 
 

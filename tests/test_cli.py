@@ -45,7 +45,7 @@ def test_unwritable_output(tmp_path: Path) -> None:
 
 def test_help_texts() -> None:
     runner = CliRunner()
-    for command in ("generate", "features", "segment", "report", "run"):
+    for command in ("generate", "features", "segment", "report", "run", "partition"):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
 

@@ -211,3 +211,33 @@ def test_cli_run_on_a_local_cluster_writes_the_serial_outputs(
     for name in ("features.parquet", "segments.parquet", "insights/funnel.parquet"):
         assert_frame_equal(pl.read_parquet(cluster_out / name), pl.read_parquet(serial_out / name))
     assert (cluster_out / "report.html").stat().st_size > 100_000
+
+
+def ecomscale(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+@pytest.mark.slow
+def test_cli_features_and_segment_on_a_local_cluster(
+    tmp_path: Path, datasets: dict[str, Path], serial: tuple[pl.DataFrame, Segmentation]
+) -> None:
+    bucketed = tmp_path / "bucketed"
+    done = ecomscale("partition", str(datasets["ranges"]), "--buckets", "4", "--out", str(bucketed))
+    assert done.returncode == 0 and "4 buckets" in done.stderr, done.stderr
+    feats, segs = tmp_path / "f.parquet", tmp_path / "s.parquet"
+    cluster = ("--local-cluster", "2")
+    done = ecomscale("features", str(bucketed), "--out", str(feats), *cluster)
+    assert done.returncode == 0 and "2 workers" in done.stderr, done.stderr
+    assert_frame_equal(pl.read_parquet(feats), serial[0])
+    done = ecomscale("segment", str(feats), "--out", str(segs), "--seed", "1", *cluster)
+    assert done.returncode == 0, done.stderr
+    assert_frame_equal(pl.read_parquet(segs), serial[1].assignments)
+
+
+def test_cli_unreachable_scheduler_is_one_line(datasets: dict[str, Path]) -> None:
+    done = ecomscale("features", str(datasets["buckets"]), "--scheduler", "tcp://127.0.0.1:9")
+    assert done.returncode == 2
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
