@@ -46,3 +46,7 @@ def min_sq_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
         axis=2
     )
     return d.min(axis=1)
+
+
+def closer_to_point(X: np.ndarray, point: np.ndarray, closest: np.ndarray) -> np.ndarray:
+    return np.minimum(closest, ((X.astype(np.float64) - point) ** 2).sum(axis=1))

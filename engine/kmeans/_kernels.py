@@ -122,3 +122,21 @@ def min_sq_distances(X, centers, out):
     for i in nb.prange(X.shape[0]):
         _, best_d = _nearest(X, i, centers)
         out[i] = best_d
+
+
+@nb.njit(cache=True, fastmath=FASTMATH)
+def closer_to_point(X, point, closest, out):
+    """k-means++ trial: squared distance to the nearest chosen centre if ``point`` joined.
+
+    Args:
+        X: IN float64 array of shape (n_samples, n_features) (the seeding sample).
+        point: IN float64 array of shape (n_features,), the candidate centre.
+        closest: IN float64 array of shape (n_samples,), distance to the current centres.
+        out: OUT float64 array of shape (n_samples,): min(closest, |x - point|^2).
+    """
+    for i in range(X.shape[0]):
+        d = 0.0
+        for j in range(X.shape[1]):
+            t = X[i, j] - point[j]
+            d += t * t
+        out[i] = min(closest[i], d)

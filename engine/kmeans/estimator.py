@@ -1,9 +1,10 @@
 """engine.MiniBatchKMeans: a scikit-learn compatible, numba-accelerated mini-batch K-Means.
 
-fit = k-means++ on a subsample -> mini-batch steps (Sculley per-centre learning rates) on a
-sample budget that does not grow with n -> a few full Lloyd passes to polish -> one fused
-labels + inertia pass. All randomness is drawn here, in Python, from ``random_state``;
-kernels are deterministic and thread-count independent.
+fit = the best of a few k-means++ seedings of a subsample (each refined by Lloyd on it) ->
+mini-batch steps (Sculley per-centre learning rates) on a sample budget that does not grow
+with n -> full Lloyd passes to polish, until the centres or the inertia stop moving; the
+last pass's labels and exact inertia are the result. All randomness is drawn here, in
+Python, from ``random_state``; kernels are deterministic and thread-count independent.
 """
 
 from __future__ import annotations
@@ -23,6 +24,10 @@ from sklearn.utils.validation import _check_sample_weight, check_is_fitted, vali
 from engine.kmeans import _kernels as K
 
 MIN_STEPS = 10
+INIT_CANDIDATES = 3  # k-means++ seedings tried on the init sample, the best one kept
+INIT_LLOYD_PASSES = 5  # Lloyd passes over the init sample refining each seeding
+# Polishing stops when a full pass lowers the inertia by less than this fraction.
+POLISH_RTOL = 1e-5
 T = TypeVar("T")
 STEPS_PER_FETCH = 10  # first mini-batches drawn ahead (one fetch from a distributed source)
 
@@ -69,6 +74,24 @@ def assign(
     return labels, total, sums, weight
 
 
+def _lloyd(
+    X: np.ndarray, centers: np.ndarray, weights: np.ndarray, passes: int
+) -> tuple[np.ndarray, float]:
+    """A few Lloyd passes over a small sample (float64 centres); returns them and the
+    sample inertia of the last centres."""
+    centers32 = centers.astype(X.dtype)
+    weights = np.ascontiguousarray(weights, dtype=np.float64)
+    inertia = np.inf
+    for _ in range(passes):
+        _, inertia, sums, seen = assign(X, centers32, weights, True)
+        filled = seen > 0
+        centers = centers.copy()
+        centers[filled] = sums[filled] / seen[filled, None]
+        centers32 = centers.astype(X.dtype)
+    _, inertia, _, _ = assign(X, centers32, weights, False)
+    return centers, inertia
+
+
 def farthest_rows(X: np.ndarray, centers: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
     """The squared distances and rows of the m rows farthest from their nearest centre
     (ties: lowest index first)."""
@@ -88,7 +111,9 @@ def kmeans_plusplus(
     p = weights / weights.sum()
     centers = np.empty((k, X.shape[1]))
     centers[0] = X64[rng.choice(n, p=p)]
-    closest = ((X64 - centers[0]) ** 2).sum(axis=1)
+    closest = np.empty(n)
+    K.closer_to_point(X64, centers[0], np.full(n, np.inf), closest)
+    trial, best_closest = np.empty(n), np.empty(n)
     for c in range(1, k):
         potential = weights * closest
         total = potential.sum()
@@ -101,11 +126,12 @@ def kmeans_plusplus(
         # One candidate at a time: no (trials, n, d) temporary.
         best_potential = np.inf
         for candidate in candidates:
-            trial = np.minimum(closest, ((X64 - X64[candidate]) ** 2).sum(axis=1))
+            K.closer_to_point(X64, X64[candidate], closest, trial)
             trial_potential = float((weights * trial).sum())
             if trial_potential < best_potential:
-                best_potential, best_closest, centers[c] = trial_potential, trial, X64[candidate]
-        closest = best_closest
+                best_potential, centers[c] = trial_potential, X64[candidate]
+                trial, best_closest = best_closest, trial
+        closest, best_closest = best_closest, closest
     return centers
 
 
@@ -184,8 +210,11 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         max_iter: at most this many full Lloyd polish passes after the mini-batch phase
             (0 disables polishing).
         tol: stop polishing when the squared centre shift, relative to the data variance,
-            falls below tol.
-        init_size: rows sampled for k-means++ (default min(n, max(3 * batch_size, 10 k))).
+            falls below tol (polishing also stops when a pass lowers the inertia by less
+            than POLISH_RTOL, 1e-5, of itself).
+        init_size: rows sampled for k-means++ (default min(n, max(3 * batch_size, 10 k)));
+            INIT_CANDIDATES seedings of them, each refined by INIT_LLOYD_PASSES Lloyd passes
+            on the sample, and the one with the lowest sample inertia starts the fit.
         reassignment_ratio: centres that have seen less than this fraction of the busiest
             centre's weight are moved to random batch points during the mini-batch phase.
         n_init: independent initialisations; the run with the lowest inertia is kept.
@@ -278,7 +307,17 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         else:
             rows = np.sort(rng.choice(n, size=size, replace=False))
         row_weights = weights[rows] if weights.size == n else np.ones(rows.size)
-        return kmeans_plusplus(data.take(rows), k, row_weights, rng)
+        sample = data.take(rows)
+        # Best of a few k-means++ seedings, each refined by Lloyd on the sample: a seeding
+        # that puts two centres in one cluster is a local optimum no later phase leaves.
+        best, best_inertia = None, np.inf
+        for _ in range(INIT_CANDIDATES):
+            centers = kmeans_plusplus(sample, k, row_weights, rng)
+            centers, inertia = _lloyd(sample, centers, row_weights, INIT_LLOYD_PASSES)
+            if inertia < best_inertia:
+                best, best_inertia = centers, inertia
+        assert best is not None
+        return best
 
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -375,8 +414,9 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         smoothed_shift = np.inf
         pending: list[tuple[np.ndarray, np.ndarray]] = []
         for steps in range(1, self.max_steps + 1):
-            if not pending:  # fetch 10, 20, 40... steps ahead: few fetches, little waste
-                ahead = min(max(STEPS_PER_FETCH, steps - 1), self.max_steps - steps + 1)
+            if not pending:  # remote rows: 10, 20, 40... steps per fetch; local: one step
+                ahead = max(STEPS_PER_FETCH, steps - 1) if data.concurrent else 1
+                ahead = min(ahead, self.max_steps - steps + 1)
                 pending = data.batches([draw() for _ in range(ahead)])
             X, idx = pending.pop(0)
             before = centers64.copy()
@@ -397,8 +437,11 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         inertia = np.inf
         labels = None  # one buffer (or handle) per run, reused by every pass
         for _ in range(self.max_iter):
+            previous = inertia
             inertia, sums, seen, labels = data.full_pass(centers, True, labels)
             passes += 1
+            if previous - inertia <= POLISH_RTOL * inertia:
+                break  # a Lloyd pass that no longer lowers the inertia: a flat basin
             new = centers64.copy()
             filled = seen > 0
             new[filled] = sums[filled] / seen[filled, None]
