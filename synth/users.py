@@ -35,7 +35,11 @@ def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...], n: int
     names = [name for name, _ in table]
     weights = np.array([w for _, w in table])
     codes = rng.choice(len(names), size=n, p=weights / weights.sum())
-    return pa.array(np.array(names, dtype=object)[codes].tolist(), pa.large_string())
+    # Decode through a dictionary: no Python string per row.
+    dictionary = pa.array(names, pa.large_string())
+    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).cast(
+        pa.large_string()
+    )
 
 
 def users_block(config: SynthConfig, block: int) -> tuple[np.ndarray, pa.Table, pa.Table]:

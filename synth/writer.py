@@ -12,6 +12,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -41,28 +42,46 @@ PARQUET_OPTIONS = {
 
 
 class RowGroupWriter:
-    """Writes tables to one Parquet file in row groups of exactly ``rows`` rows (last shorter)."""
+    """Writes tables to one Parquet file in row groups of exactly ``rows`` rows (last shorter).
+
+    Each full row group is encoded and written by a background thread (Arrow releases the
+    GIL) while the caller generates the next one; at most one group is in flight, so memory
+    stays at two row groups. Groups are written in order, so the bytes do not change.
+    """
 
     def __init__(self, path: Path, schema: pa.Schema, rows: int) -> None:
         self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)
         self._rows = rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="parquet-writer")
+        self._inflight: Future[None] | None = None
+
+    def _write_group(self, table: pa.Table) -> None:
+        if self._inflight is not None:
+            self._inflight.result()  # one group in flight; re-raises a failed write
+        self._inflight = self._pool.submit(
+            self._writer.write_table, table, row_group_size=self._rows
+        )
 
     def write(self, table: pa.Table) -> None:
         self._pending.append(table)
         self._pending_rows += table.num_rows
         while self._pending_rows >= self._rows:
             merged = pa.concat_tables(self._pending)
-            self._writer.write_table(merged.slice(0, self._rows), row_group_size=self._rows)
+            self._write_group(merged.slice(0, self._rows))
             rest = merged.slice(self._rows)
             self._pending, self._pending_rows = [rest], rest.num_rows
 
     def close(self) -> None:
-        if self._pending_rows:
-            merged = pa.concat_tables(self._pending)
-            self._writer.write_table(merged, row_group_size=self._rows)
-        self._writer.close()
+        try:
+            if self._pending_rows:
+                self._write_group(pa.concat_tables(self._pending))
+            if self._inflight is not None:
+                self._inflight.result()
+        finally:
+            self._pool.shutdown(wait=True)
+            self._writer.close()
 
 
 class BucketedWriter:

@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.exceptions import ConfigError, DatasetIOError
 from engine.schema import EVENTS_SCHEMA, PERSONAS_SCHEMA, PRODUCTS_SCHEMA, USERS_SCHEMA
 from synth import PERSONAS, SynthConfig, from_preset, generate_dataset
+from synth.events import _grid_searchsorted
 from synth.writer import sha256_file
 
 
@@ -171,3 +175,20 @@ def test_personas_cover_users(small_dataset: Path) -> None:
     truth = pl.read_parquet(small_dataset / "truth" / "personas.parquet")
     assert truth.height == 20_000
     assert set(truth["persona"]) == set(PERSONAS)
+
+
+@given(
+    edges=st.lists(st.floats(0.0, 6.0), min_size=1, max_size=80).map(sorted),
+    queries=st.lists(st.floats(0.0, 6.0, exclude_max=True), min_size=1, max_size=200),
+    cells=st.sampled_from([1, 7, 64, 4096]),
+)
+@settings(max_examples=200, deadline=None)
+def test_grid_searchsorted_equals_searchsorted(
+    edges: list[float], queries: list[float], cells: int
+) -> None:
+    edges_arr, q = np.array(edges), np.array(queries)
+    # Queries on and next to the edges: where rounding could pick the wrong grid cell.
+    q = np.concatenate([q, edges_arr, np.nextafter(edges_arr, 0.0), np.nextafter(edges_arr, 6.0)])
+    q = q[(q >= 0.0) & (q < 6.0)]
+    lookup = _grid_searchsorted(edges_arr, 0.0, 6.0, cells)
+    np.testing.assert_array_equal(lookup(q), np.searchsorted(edges_arr, q, side="right"))
