@@ -56,6 +56,7 @@ class PartResult:
     truth: pa.Table
     dirty_counts: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float = 0.0  # of the process that wrote the part (not in the manifest)
+    file_hashes: dict[str, str] = field(default_factory=dict)  # sha256 of the part's files
 
 
 def _events_table(cols: dict[str, np.ndarray], null_price: np.ndarray | None) -> pa.Table:
@@ -137,6 +138,9 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
             tables.append(_events_table(cols, null_price))
         writer.write(pa.concat_tables(tables))
     writer.close()
+    root = events_dir.parent
+    # Hashed here, in the worker, in parallel with the other parts (not serially at the end).
+    hashes = {str(path.relative_to(root)): sha256_file(path) for path in writer.paths}
     return PartResult(
         part=part,
         events=events,
@@ -149,6 +153,7 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
         truth=pa.concat_tables(truth),
         dirty_counts=dirty_counts if dirty_run else {},
         peak_rss_mb=peak_rss_mb(),
+        file_hashes=hashes,
     )
 
 
@@ -159,6 +164,16 @@ _EMPTY = {
     "product_id": np.uint32,
     "price": np.float32,
 }
+
+
+def _file_hashes(root: Path, results: list[PartResult]) -> dict[str, str]:
+    """sha256 of every file under ``root``: the parts' from their workers, the rest here."""
+    hashes = {name: digest for result in results for name, digest in result.file_hashes.items()}
+    for path in iter_files(root):
+        name = str(path.relative_to(root))
+        if name not in hashes:
+            hashes[name] = sha256_file(path)
+    return hashes
 
 
 def generate_dataset(
@@ -207,9 +222,18 @@ def _generate_into(
     (root / PERSONAS_FILE).parent.mkdir()
     n_parts = -(-config.users // config.part_users)
     results: list[PartResult] = []
+    # users and truth rows are appended part by part as parts finish (in part order), so
+    # writing them overlaps the workers; row groups are cut by size, so the bytes are those
+    # of one write of the whole table.
+    tables: dict[str, RowGroupWriter] = {}
 
     def done(result: PartResult) -> None:
-        results.append(result)
+        for name, rows in ((USERS_FILE, result.users), (PERSONAS_FILE, result.truth)):
+            if name not in tables:
+                tables[name] = RowGroupWriter(root / name, rows.schema, config.row_group_rows)
+            tables[name].write(rows)
+        result.users, result.truth = result.users.slice(0, 0), result.truth.slice(0, 0)
+        results.append(result)  # counts only: the rows are written, not kept
         if on_part is not None:
             on_part(result, n_parts)
 
@@ -220,9 +244,10 @@ def _generate_into(
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(min(workers, n_parts), mp_context=context) as pool:
             futures = [pool.submit(_generate_part, config, p, events_dir) for p in range(n_parts)]
-            for future in futures:
+            for future in futures:  # in part order
                 done(future.result())
-    results.sort(key=lambda r: r.part)
+    for writer in tables.values():
+        writer.close()
 
     products = build_catalogue(config).table
     dirty_counts: dict[str, int] = {}
@@ -233,12 +258,6 @@ def _generate_into(
             for kind, count in result.dirty_counts.items():
                 dirty_counts[kind] = dirty_counts.get(kind, 0) + count
     write_table(products, root / PRODUCTS_FILE, config.row_group_rows)
-    write_table(
-        pa.concat_tables([r.users for r in results]), root / USERS_FILE, config.row_group_rows
-    )
-    write_table(
-        pa.concat_tables([r.truth for r in results]), root / PERSONAS_FILE, config.row_group_rows
-    )
 
     event_counts: dict[str, int] = {}
     for result in results:
@@ -258,7 +277,7 @@ def _generate_into(
         },
         "layout": {"buckets": config.buckets},
         "dirty": dirty_counts,
-        "files": {str(p.relative_to(root)): sha256_file(p) for p in iter_files(root)},
+        "files": _file_hashes(root, results),
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

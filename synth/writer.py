@@ -51,6 +51,7 @@ class RowGroupWriter:
 
     def __init__(self, path: Path, schema: pa.Schema, rows: int) -> None:
         self._writer = pq.ParquetWriter(path, schema, **PARQUET_OPTIONS)
+        self.paths = [path]
         self._rows = rows
         self._pending: list[pa.Table] = []
         self._pending_rows = 0
@@ -114,6 +115,10 @@ class BucketedWriter:
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
+
+    @property
+    def paths(self) -> list[Path]:
+        return [path for writer in self._writers.values() for path in writer.paths]
 
 
 def write_table(table: pa.Table, path: Path, rows: int) -> None:
