@@ -2,7 +2,7 @@
 
 pandas reads its subset from Parquet and computes (what a notebook does); DuckDB reads the
 Parquet files itself; ours includes loading and validation. Guards (2 cores; measured in the
-ci profile: 2.1-3.2x DuckDB, 2.5-4.0x pandas, 8-23x the decode floor): ours at least 1.3x
+ci profile: 2.6-4.7x DuckDB, 3.5-6.2x pandas, 10-18x the decode floor): ours at least 1.3x
 DuckDB, 1.8x pandas, within 40x of the decode floor. Quality: identical row counts and
 n_events totals, and revenue equal to DuckDB's for every user.
 """
