@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import math
 import operator
 import os
 from collections.abc import Iterator
@@ -36,20 +35,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
+from engine.dask_rows import DaskRows
 from engine.exceptions import ConfigError, DataValidationError
 from engine.features import DEFAULT_SESSION_GAP
 from engine.featurize import (
     FeatureResult,
-    _as_of,
     bucket_features,
     bucket_quarantine,
     category_list,
     clean_events,
     merge_reports,
+    resolve_as_of,
     scan_bucket,
 )
 from engine.kmeans import MiniBatchKMeans
-from engine.kmeans.estimator import assign_chunks, farthest_rows
 from engine.loading import Dataset
 from engine.schema import PRODUCTS_FILE
 from engine.segments import (
@@ -219,7 +218,7 @@ def compute_features_distributed(
     ts_max = max((s.ts_max for s in scans if s.ts_max is not None), default=None)
     if ts_max is None:
         raise DataValidationError(f"{dataset.source}: no valid events left after validation")
-    as_of = _as_of(as_of, ts_max)
+    as_of = resolve_as_of(as_of, ts_max)
     products = dataset.source / PRODUCTS_FILE
     products_path = products if dataset.products is not None else None
     jobs = []
@@ -241,95 +240,6 @@ def compute_features_distributed(
     events = clean_events(dataset, on_bad_rows, as_of, dict(zip(buckets, scans, strict=True)))
     result = FeatureResult(None, report, as_of, categories, events)
     return DistributedFeatures(client, parts, result)
-
-
-# --- K-Means rows on the workers --------------------------------------------------------------
-def _take(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return matrix[rows]
-
-
-def _full_pass(
-    matrix: np.ndarray, centers: np.ndarray, with_sums: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return assign_chunks(matrix, centers, np.ones(1), with_sums)
-
-
-def _pass_totals(result: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    _, inertia, sums, weight = result
-    return inertia, sums, weight
-
-
-def _labels_at(result: tuple[np.ndarray, ...], rows: np.ndarray) -> np.ndarray:
-    return result[0][rows]
-
-
-class DaskRows:
-    """A RowSource (engine.kmeans.estimator) over float32 matrices held by Dask workers.
-
-    Row i is row i of the concatenation of ``matrices`` in order. Only sampled rows and
-    per-centre reductions travel to the driver.
-    """
-
-    def __init__(self, client: Client, matrices: list[Future], sizes: list[int]) -> None:
-        self.client, self.matrices = client, matrices
-        self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        self.n_samples = int(self.offsets[-1])
-        self.dtype = np.dtype(np.float32)
-        self.concurrent = True  # fits wait on round trips, not on the driver's cores
-
-    def _by_part(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """(partition, positions in ``rows``, local row numbers) for each partition used."""
-        part_of = np.searchsorted(self.offsets, rows, side="right") - 1
-        for part in np.unique(part_of).tolist():
-            positions = np.flatnonzero(part_of == part)
-            yield part, positions, rows[positions] - self.offsets[part]
-
-    def _gather_rows(self, handles: list[Future], rows: np.ndarray, func: Any) -> np.ndarray:
-        # Each distinct row travels once (mini-batches drawn with replacement repeat rows).
-        unique, inverse = np.unique(np.asarray(rows, dtype=np.int64), return_inverse=True)
-        pieces = [
-            (positions, self.client.submit(func, handles[part], local))
-            for part, positions, local in self._by_part(unique)
-        ]
-        values = self.client.gather([future for _, future in pieces])
-        out = np.empty((unique.size, *values[0].shape[1:]), dtype=values[0].dtype)
-        for (positions, _), value in zip(pieces, values, strict=True):
-            out[positions] = value
-        return out[inverse]
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        return self._gather_rows(self.matrices, rows, _take)
-
-    def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        rows = self.take(np.concatenate(indices))  # one round trip for several steps
-        size = indices[0].size
-        return [
-            (rows, np.arange(i * size, (i + 1) * size, dtype=np.int64)) for i in range(len(indices))
-        ]
-
-    def full_pass(
-        self, centers: np.ndarray, with_sums: bool, labels: Any = None
-    ) -> tuple[float, Any, Any, Any]:
-        passes = [self.client.submit(_full_pass, m, centers, with_sums) for m in self.matrices]
-        totals = self.client.gather([self.client.submit(_pass_totals, p) for p in passes])
-        inertia = math.fsum(np.concatenate([t[0] for t in totals]))
-        if not with_sums:
-            return inertia, None, None, passes  # the labels stay on the workers
-        sums = np.concatenate([t[1] for t in totals]).sum(axis=0)
-        weight = np.concatenate([t[2] for t in totals]).sum(axis=0)
-        return inertia, sums, weight, passes
-
-    def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
-        found = self.client.gather(
-            [self.client.submit(farthest_rows, matrix, centers, m) for matrix in self.matrices]
-        )
-        dist = np.concatenate([f[0] for f in found])
-        rows = np.concatenate([f[1] for f in found])
-        return rows[np.argsort(-dist, kind="stable")[:m]]  # ties: partition order = index
-
-    def labels_at(self, handle: list[Future], rows: np.ndarray) -> np.ndarray:
-        """The labels a fit left on the workers (``fit_rows``' handle) at global rows."""
-        return self._gather_rows(handle, rows, _labels_at)
 
 
 # --- segments ---------------------------------------------------------------------------------

@@ -111,7 +111,7 @@ def compute_features(
     )
     if scanned.ts_max is None or scanned.user_max is None:
         raise DataValidationError(f"{dataset.source}: no valid events left after validation")
-    as_of = _as_of(as_of, scanned.ts_max)
+    as_of = resolve_as_of(as_of, scanned.ts_max)
     user_max = int(scanned.user_max)
     big_unsorted = (
         scanned.per_rule.get("unsorted", 0) > 0
@@ -159,7 +159,8 @@ def compute_features(
     return FeatureResult(merged, report, as_of, categories, clean)
 
 
-def _as_of(as_of: dt.datetime | None, ts_max: dt.datetime) -> dt.datetime:
+def resolve_as_of(as_of: dt.datetime | None, ts_max: dt.datetime) -> dt.datetime:
+    """The reference time: ``as_of`` (naive means UTC), or the last valid event."""
     if as_of is None:
         return ts_max
     return as_of.replace(tzinfo=dt.UTC) if as_of.tzinfo is None else as_of
@@ -246,7 +247,7 @@ def _bucketed_features(
     ts_max = max((s.ts_max for s in scans.values() if s.ts_max is not None), default=None)
     if ts_max is None:
         raise DataValidationError(f"{dataset.source}: no valid events left after validation")
-    as_of = _as_of(as_of, ts_max)
+    as_of = resolve_as_of(as_of, ts_max)
     reports: list[ValidationReport] = []
 
     def compute(bucket: int) -> pl.DataFrame:

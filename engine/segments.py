@@ -25,7 +25,7 @@ from sklearn.metrics import silhouette_score
 
 from engine.exceptions import ConfigError, DataValidationError
 from engine.kmeans import MiniBatchKMeans
-from engine.kmeans.estimator import InMemoryRows, RowSource, map_runs
+from engine.kmeans.rows import InMemoryRows, RowSource, map_runs
 from engine.naming import name_segments
 from engine.schema import user_hash
 

@@ -18,7 +18,7 @@ from sklearn.utils.estimator_checks import check_estimator
 
 from engine.kmeans import MiniBatchKMeans
 from engine.kmeans import _kernels as K
-from engine.kmeans.estimator import assign
+from engine.kmeans.rows import assign
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,8 @@ Python, from ``random_state``; kernels are deterministic and thread-count indepe
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from numbers import Integral, Real
-from typing import Any, Protocol, TypeVar
+from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
@@ -22,181 +19,21 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from engine.kmeans import _kernels as K
+from engine.kmeans.rows import (
+    InMemoryRows,
+    RowSource,
+    assign,
+    kmeans_plusplus,
+    lloyd_passes,
+    map_runs,
+)
 
 MIN_STEPS = 10
 INIT_CANDIDATES = 3  # k-means++ seedings tried on the init sample, the best one kept
 INIT_LLOYD_PASSES = 5  # Lloyd passes over the init sample refining each seeding
 # Polishing stops when a full pass lowers the inertia by less than this fraction.
 POLISH_RTOL = 1e-5
-T = TypeVar("T")
 STEPS_PER_FETCH = 10  # first mini-batches drawn ahead (one fetch from a distributed source)
-
-
-def _n_chunks(n: int) -> int:
-    return (n + K.CHUNK_ROWS - 1) // K.CHUNK_ROWS
-
-
-def assign_chunks(
-    X: np.ndarray,
-    centers: np.ndarray,
-    weights: np.ndarray,
-    with_sums: bool,
-    labels: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Labels, and per chunk of CHUNK_ROWS rows: inertia (float64) and, if asked,
-    per-centre weighted sums and weights (arrays of shape (n_chunks, ...)).
-
-    ``labels`` (int32, shape (n_samples,)) is reused when given: the only n-sized buffer.
-    """
-    n, d = X.shape
-    k = centers.shape[0]
-    chunks = _n_chunks(n)
-    labels = np.empty(n, dtype=np.int32) if labels is None else labels
-    inertia = np.empty(chunks)
-    sums = np.empty((chunks, k, d) if with_sums else (0, 0, 0))
-    weight = np.empty((chunks, k) if with_sums else (0, 0))
-    K.assign_chunks(X, centers, weights, labels, inertia, sums, weight)
-    return labels, inertia, sums, weight
-
-
-def assign(
-    X: np.ndarray,
-    centers: np.ndarray,
-    weights: np.ndarray,
-    with_sums: bool,
-    labels: np.ndarray | None = None,
-) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
-    """Labels, exact inertia (float64) and, if asked, per-centre weighted sums and weights."""
-    labels, inertia, sums, weight = assign_chunks(X, centers, weights, with_sums, labels)
-    total = float(math.fsum(inertia))  # chunk order; thread-count independent
-    if with_sums:
-        return labels, total, sums.sum(axis=0), weight.sum(axis=0)
-    return labels, total, sums, weight
-
-
-def _lloyd(
-    X: np.ndarray, centers: np.ndarray, weights: np.ndarray, passes: int
-) -> tuple[np.ndarray, float]:
-    """A few Lloyd passes over a small sample (float64 centres); returns them and the
-    sample inertia of the last centres."""
-    centers32 = centers.astype(X.dtype)
-    weights = np.ascontiguousarray(weights, dtype=np.float64)
-    inertia = np.inf
-    for _ in range(passes):
-        _, inertia, sums, seen = assign(X, centers32, weights, True)
-        filled = seen > 0
-        centers = centers.copy()
-        centers[filled] = sums[filled] / seen[filled, None]
-        centers32 = centers.astype(X.dtype)
-    _, inertia, _, _ = assign(X, centers32, weights, False)
-    return centers, inertia
-
-
-def farthest_rows(X: np.ndarray, centers: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
-    """The squared distances and rows of the m rows farthest from their nearest centre
-    (ties: lowest index first)."""
-    dist = np.empty(X.shape[0])
-    K.min_sq_distances(X, centers, dist)
-    top = np.argsort(-dist, kind="stable")[:m]
-    return dist[top], X[top]
-
-
-def kmeans_plusplus(
-    X: np.ndarray, k: int, weights: np.ndarray, rng: np.random.RandomState
-) -> np.ndarray:
-    """Greedy k-means++ (Arthur & Vassilvitskii; 2 + log k trials per centre), float64."""
-    n = X.shape[0]
-    X64 = X.astype(np.float64)
-    trials = 2 + int(np.log(k))
-    p = weights / weights.sum()
-    centers = np.empty((k, X.shape[1]))
-    centers[0] = X64[rng.choice(n, p=p)]
-    closest = np.empty(n)
-    K.closer_to_point(X64, centers[0], np.full(n, np.inf), closest)
-    trial, best_closest = np.empty(n), np.empty(n)
-    for c in range(1, k):
-        potential = weights * closest
-        total = potential.sum()
-        if total <= 0:  # fewer distinct points than centres: duplicates are unavoidable
-            candidates = rng.choice(n, size=trials, p=p)
-        else:
-            cdf = np.cumsum(potential)
-            candidates = np.searchsorted(cdf, rng.uniform(size=trials) * cdf[-1])
-            candidates = np.minimum(candidates, n - 1)
-        # One candidate at a time: no (trials, n, d) temporary.
-        best_potential = np.inf
-        for candidate in candidates:
-            K.closer_to_point(X64, X64[candidate], closest, trial)
-            trial_potential = float((weights * trial).sum())
-            if trial_potential < best_potential:
-                best_potential, centers[c] = trial_potential, X64[candidate]
-                trial, best_closest = best_closest, trial
-        closest, best_closest = best_closest, closest
-    return centers
-
-
-class RowSource(Protocol):
-    """Where the rows of a fit live: in memory (``InMemoryRows``) or on Dask workers.
-
-    Rows are addressed by their global index 0..n_samples-1; every method returns the same
-    values whatever the backend, so a fit gives the same result on either.
-    """
-
-    n_samples: int
-    dtype: np.dtype
-    concurrent: bool  # independent fits may run at once in driver threads (hides round trips)
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        """Rows at these indices, in this order, array of shape (len(rows), n_features)."""
-        ...
-
-    def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """For each mini-batch's indices, an (X, idx) pair that ``minibatch_step`` reads."""
-        ...
-
-    def full_pass(
-        self, centers: np.ndarray, with_sums: bool, labels: Any = None
-    ) -> tuple[float, Any, Any, Any]:
-        """Labels every row: exact inertia, per-centre sums of shape (n_clusters, n_features)
-        and weights of shape (n_clusters,) if asked (else None), and a handle to the labels
-        (``labels``, the handle of an earlier pass of the same run, may be reused)."""
-        ...
-
-    def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
-        """The m rows farthest from their nearest centre (ties: lowest index first)."""
-        ...
-
-
-def map_runs(data: RowSource, run: Callable[[Any], T], args: Any) -> list[T]:
-    """``[run(a) for a in args]``, in driver threads when ``data.concurrent``."""
-    if not data.concurrent or len(args) < 2:
-        return [run(a) for a in args]
-    with ThreadPoolExecutor(len(args)) as pool:
-        return list(pool.map(run, args))
-
-
-class InMemoryRows:
-    """A RowSource over an in-memory array (what ``fit`` uses)."""
-
-    def __init__(self, X: np.ndarray, weights: np.ndarray) -> None:
-        self.X, self.weights = X, weights
-        self.n_samples, self.dtype = X.shape[0], X.dtype
-        self.concurrent = False  # numba already uses every core for one fit
-
-    def take(self, rows: np.ndarray) -> np.ndarray:
-        return self.X[rows]
-
-    def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(self.X, idx) for idx in indices]
-
-    def full_pass(
-        self, centers: np.ndarray, with_sums: bool, labels: Any = None
-    ) -> tuple[float, Any, Any, Any]:
-        labels, inertia, sums, seen = assign(self.X, centers, self.weights, with_sums, labels)
-        return inertia, sums if with_sums else None, seen if with_sums else None, labels
-
-    def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
-        return farthest_rows(self.X, centers, m)[1]
 
 
 class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -313,7 +150,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         best, best_inertia = None, np.inf
         for _ in range(INIT_CANDIDATES):
             centers = kmeans_plusplus(sample, k, row_weights, rng)
-            centers, inertia = _lloyd(sample, centers, row_weights, INIT_LLOYD_PASSES)
+            centers, inertia = lloyd_passes(sample, centers, row_weights, INIT_LLOYD_PASSES)
             if inertia < best_inertia:
                 best, best_inertia = centers, inertia
         assert best is not None
