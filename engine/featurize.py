@@ -23,11 +23,12 @@ import pyarrow.parquet as pq
 from engine.exceptions import ConfigError, DataValidationError
 from engine.features import DEFAULT_SESSION_GAP, user_features
 from engine.loading import Dataset, bucket_events
-from engine.schema import BUCKET_DIR, user_bucket
+from engine.schema import BUCKET_DIR, EVENT_TYPE, user_bucket
 from engine.validation import (
     Policy,
     RuleScan,
     ValidationReport,
+    rule_counts,
     scan_rules,
     validate_events,
 )
@@ -93,8 +94,9 @@ def compute_features(
         out: write the features to this Parquet file range by range (atomically) instead of
             keeping them in memory; memory then follows one range of users.
         bucket_rows: unsorted input larger than this is first laid out on disk into user
-            buckets (user_id % n_buckets) of about this many rows, each sorted on its own,
-            so that sorting needs memory for one bucket, not for the whole input.
+            buckets of about this many rows, each sorted on its own, so that sorting needs
+            memory for one bucket, not for the whole input. Sorted input up to this size is
+            validated and featurised in one read (when it breaks no rule).
 
     Returns:
         FeatureResult with features sorted by user_id.
@@ -106,6 +108,15 @@ def compute_features(
         return _bucketed_features(
             dataset, categories, on_bad_rows, quarantine_dir, as_of, session_gap, on_range, out
         )
+    if dataset.declared_sorted:
+        fused = _features_if_clean(dataset, categories, as_of, session_gap, bucket_rows)
+        if fused is not None:
+            if out is not None and fused.features is not None:
+                write_parquet_atomic(fused.features, out)
+                fused = dataclasses.replace(fused, features=None)
+            if on_range is not None:
+                on_range(1, 1)
+            return fused
     scanned = scan_rules(
         dataset.events, on_bad_rows=on_bad_rows, declared_sorted=dataset.declared_sorted
     )
@@ -157,6 +168,36 @@ def compute_features(
             scratch.cleanup()
     clean = None if events is None else events.filter(pl.col("ts") <= as_of)
     return FeatureResult(merged, report, as_of, categories, clean)
+
+
+def _features_if_clean(
+    dataset: Dataset,
+    categories: list[str],
+    as_of: dt.datetime | None,
+    session_gap: dt.timedelta,
+    max_rows: int,
+) -> FeatureResult | None:
+    """Sorted input of at most ``max_rows`` rows: the validation scan and the features run
+    as one query (one read of the files). Returns None when a rule is broken, or the input
+    is empty or large; the caller then takes the usual path (which reports, drops or sorts).
+    """
+    if dataset.events.collect_schema()["event_type"] != EVENT_TYPE:  # may hold unknown types
+        return None
+    rows = dataset.events.select(pl.len()).collect().item()  # from Parquet footers
+    if not 0 < rows <= max_rows:
+        return None
+    trusted = RuleScan(rows, {}, None, None)  # checked below, before anything is returned
+    events, _ = validate_events(dataset.events, scanned=trusted)
+    plan = user_features(
+        events, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
+    )
+    features, counts = pl.collect_all([plan, rule_counts(dataset.events)], engine="streaming")
+    if counts.height != 1 or counts["_rule"][0] is not None:
+        return None
+    ts_max, user_max = counts["ts_max"][0], int(counts["user_max"][0])
+    report = ValidationReport(rows, rows, ts_max=ts_max, user_max=user_max)
+    as_of = resolve_as_of(as_of, ts_max)
+    return FeatureResult(features, report, as_of, categories, events.filter(pl.col("ts") <= as_of))
 
 
 def resolve_as_of(as_of: dt.datetime | None, ts_max: dt.datetime) -> dt.datetime:

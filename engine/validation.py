@@ -93,8 +93,8 @@ def rule_expr() -> pl.Expr:
     return expr.otherwise(pl.lit(None, pl.String)).alias("_rule")
 
 
-def _counts(events: pl.LazyFrame) -> pl.DataFrame:
-    """Rows per rule, with the bounds of each group (one streaming pass, no file names)."""
+def rule_counts(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows per rule (null: no rule broken), with the ts and user_id bounds of each group."""
     return (
         events.select("ts", "user_id", rule_expr())
         .group_by("_rule")
@@ -103,8 +103,12 @@ def _counts(events: pl.LazyFrame) -> pl.DataFrame:
             pl.col("ts").max().alias("ts_max"),
             pl.col("user_id").max().alias("user_max"),
         )
-        .collect(engine="streaming")
     )
+
+
+def _counts(events: pl.LazyFrame) -> pl.DataFrame:
+    """``rule_counts``, collected (one streaming pass, no file names)."""
+    return rule_counts(events).collect(engine="streaming")
 
 
 def _counts_by_file(events: pl.LazyFrame, rule: str) -> pl.DataFrame:

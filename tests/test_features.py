@@ -116,9 +116,14 @@ def test_as_of_and_session_gap() -> None:
     assert out["recency_days"][0] == pytest.approx(1 - 20 / 1440)
 
 
-def test_matches_duckdb_on_generated_data(small_dataset: Path) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"range_users": 7000, "bucket_rows": 0}],
+    ids=["one-read", "user-ranges"],  # small sorted input: scan + features fused; or ranges
+)
+def test_matches_duckdb_on_generated_data(small_dataset: Path, options: dict[str, int]) -> None:
     ds = load_dataset(small_dataset)
-    ours = compute_features(ds, range_users=7000).features  # several user ranges
+    ours = compute_features(ds, **options).features
     events = (
         pl.read_parquet(small_dataset / "events")
         .with_columns(pl.col("event_type").cast(pl.String))
