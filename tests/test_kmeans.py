@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -216,3 +217,28 @@ def test_partial_fit_moves_towards_the_data(blobs: tuple[np.ndarray, np.ndarray]
         model.partial_fit(X[start : start + 2000])
     assert adjusted_rand_score(y, model.predict(X)) > 0.9
     assert model.n_steps_ == 10
+
+
+def test_kernel_twins_also_hold_without_jit() -> None:
+    # HOUSE_STYLE 7: the kernel bodies run as plain Python once (coverage can see them, and
+    # a numba-only behaviour would show up as a difference).
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            __file__,
+            "-k",
+            "matches_numpy_twin",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert "passed" in done.stdout
