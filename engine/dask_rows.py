@@ -7,6 +7,7 @@ the labels of a pass stay on the workers.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -23,19 +24,21 @@ def _take(matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return matrix[rows]
 
 
-def _full_pass(
+def _pass_totals(
     matrix: np.ndarray, centers: np.ndarray, with_sums: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    return assign_chunks(matrix, centers, np.ones(1), with_sums)
-
-
-def _pass_totals(result: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    _, inertia, sums, weight = result
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    _, inertia, sums, weight = assign_chunks(matrix, centers, np.ones(1), with_sums)
     return inertia, sums, weight
 
 
-def _labels_at(result: tuple[np.ndarray, ...], rows: np.ndarray) -> np.ndarray:
-    return result[0][rows]
+def labels_for(matrix: np.ndarray, centers: np.ndarray, rows: np.ndarray | None = None) -> Any:
+    """Labels of a partition's rows (all, or ``rows``) for the centres a fit ended with."""
+    chosen = matrix if rows is None else np.ascontiguousarray(matrix[rows])
+    return assign_chunks(chosen, centers, np.ones(1), False)[0]
+
+
+def _labels_at(centers: np.ndarray, matrix: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return labels_for(matrix, centers, rows)
 
 
 class DaskRows:
@@ -85,14 +88,18 @@ class DaskRows:
     def full_pass(
         self, centers: np.ndarray, with_sums: bool, labels: Any = None
     ) -> tuple[float, Any, Any, Any]:
-        passes = [self.client.submit(_full_pass, m, centers, with_sums) for m in self.matrices]
-        totals = self.client.gather([self.client.submit(_pass_totals, p) for p in passes])
+        # One task per partition returns only the reductions. The labels handle is the
+        # centres themselves: labels are recomputed from them where needed (a sample for
+        # the silhouette, each partition at the end), so none are kept per pass.
+        totals = self.client.gather(
+            [self.client.submit(_pass_totals, m, centers, with_sums) for m in self.matrices]
+        )
         inertia = math.fsum(np.concatenate([t[0] for t in totals]))
         if not with_sums:
-            return inertia, None, None, passes  # the labels stay on the workers
+            return inertia, None, None, centers.copy()
         sums = np.concatenate([t[1] for t in totals]).sum(axis=0)
         weight = np.concatenate([t[2] for t in totals]).sum(axis=0)
-        return inertia, sums, weight, passes
+        return inertia, sums, weight, centers.copy()
 
     def farthest(self, centers: np.ndarray, m: int) -> np.ndarray:
         found = self.client.gather(
@@ -102,6 +109,6 @@ class DaskRows:
         rows = np.concatenate([f[1] for f in found])
         return rows[np.argsort(-dist, kind="stable")[:m]]  # ties: partition order = index
 
-    def labels_at(self, handle: list[Future], rows: np.ndarray) -> np.ndarray:
-        """The labels a fit left on the workers (``fit_rows``' handle) at global rows."""
-        return self._gather_rows(handle, rows, _labels_at)
+    def labels_at(self, handle: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """The labels of a fit (``fit_rows``' handle: its final centres) at global rows."""
+        return self._gather_rows(self.matrices, rows, functools.partial(_labels_at, handle))

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import polars as pl
 
-from engine.dask_rows import DaskRows
+from engine.dask_rows import DaskRows, labels_for
 from engine.exceptions import ConfigError, DataValidationError
 from engine.features import DEFAULT_SESSION_GAP
 from engine.featurize import (
@@ -256,13 +256,14 @@ def _matrix(raw: np.ndarray, columns: list[str], mean: np.ndarray, std: np.ndarr
 
 
 def _with_segment(
-    features: pl.DataFrame, fitted: tuple[np.ndarray, ...], relabel: np.ndarray
+    features: pl.DataFrame, matrix: np.ndarray, centers: np.ndarray, relabel: np.ndarray
 ) -> pl.DataFrame:
-    return features.with_columns(pl.Series("segment", relabel[fitted[0]], dtype=pl.Int32))
+    labels = relabel[labels_for(matrix, centers)]
+    return features.with_columns(pl.Series("segment", labels, dtype=pl.Int32))
 
 
-def _bincount(fitted: tuple[np.ndarray, ...], k: int) -> np.ndarray:
-    return np.bincount(fitted[0], minlength=k)
+def _bincount(matrix: np.ndarray, centers: np.ndarray, k: int) -> np.ndarray:
+    return np.bincount(labels_for(matrix, centers), minlength=k)
 
 
 def _assignments(with_segment: pl.DataFrame) -> pl.DataFrame:
@@ -316,12 +317,12 @@ def segment_distributed(
     if k == "auto":
         k, scores = choose_k(data, seed, labels_at=data.labels_at)
     model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
-    fitted = model.fit_rows(data)
-    counts = client.gather([client.submit(_bincount, f, int(k)) for f in fitted])
+    centers = model.fit_rows(data)  # the labels are those of these centres
+    counts = client.gather([client.submit(_bincount, m, centers, int(k)) for m in matrices])
     relabel = size_order(np.sum(counts, axis=0))
     with_segment = [
-        client.submit(_with_segment, part, f, relabel)
-        for part, f in zip(parts, fitted, strict=True)
+        client.submit(_with_segment, part, matrix, centers, relabel)
+        for part, matrix in zip(parts, matrices, strict=True)
     ]
     profiles = merge_profiles(
         client.gather([client.submit(profile_partial, w) for w in with_segment]),
