@@ -2,7 +2,7 @@
 
 Row i is row i of the concatenation of the partitions in order. The driver draws every
 random index; only sampled rows and per-centre reductions of full passes travel to it, and
-the labels of a pass stay on the workers.
+labels are recomputed on the workers from the final centres where they are needed.
 """
 
 from __future__ import annotations
