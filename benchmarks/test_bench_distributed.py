@@ -5,7 +5,7 @@ cores); this records what the scale-out costs here (task overhead, moving featur
 processes, one round trip per K-Means step) so that regressions show, and the many-core
 scaling comes from `python -m benchmarks.dask_scaling`. Quality: the cluster's features
 and segment assignments are identical to the serial ones. Guards (measured in the ci
-profile: features 0.85-0.96x, segments with k=6 0.2x of serial throughput): at least
+profile: features 0.85-1.06x, segments with k=6 0.2-0.27x of serial throughput): at least
 0.25x and 0.1x.
 """
 
