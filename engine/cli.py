@@ -547,6 +547,10 @@ def run(
 
         data = out / "data"
         on_cluster = scheduler is not None or local_cluster is not None
+        if on_cluster:  # fail before generating, not after
+            from engine.distributed import require_dask
+
+            require_dask()
         console.print(f"[bold]no DATA given: generating the default dataset into {data}")
         config = from_preset(
             "default", users=users, buckets=DEFAULT_BUCKETS if on_cluster else None

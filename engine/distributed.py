@@ -76,7 +76,8 @@ KMEANS_PARTITIONS = 4
 INSTALL_HINT = "Hint: pip install 'ecomscale[distributed]'"
 
 
-def _dask() -> Any:
+def require_dask() -> Any:
+    """The ``distributed`` module, or a one-line ConfigError saying how to install it."""
     try:
         import distributed
     except ImportError:
@@ -106,7 +107,7 @@ def connect(
     Raises:
         ConfigError: Dask is not installed, or the scheduler cannot be reached.
     """
-    distributed = _dask()
+    distributed = require_dask()
     import dask
 
     if scheduler is not None:
