@@ -103,6 +103,8 @@ def compute_features(
     """
     if session_gap <= dt.timedelta(0):
         raise ConfigError(f"session_gap must be positive, got {session_gap}")
+    if as_of is not None and as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=dt.UTC)  # naive means UTC, on every path below
     categories = category_list(dataset.products)
     if dataset.buckets:
         return _bucketed_features(

@@ -199,3 +199,13 @@ def test_features_run_natively_on_the_streaming_engine(small_dataset: Path) -> N
     # The check can fail: a Python UDF forces an in-memory fallback node.
     fallback = _node_names(setup + "ev.map_batches(lambda d: d).collect(engine='streaming')")
     assert "in-memory-map" in fallback
+
+
+def test_as_of_is_the_same_on_every_path(small_dataset: Path) -> None:
+    ds = load_dataset(small_dataset)
+    naive = dt.datetime(2026, 10, 20, 12, 0)
+    one_read = compute_features(ds, as_of=naive).features
+    ranges = compute_features(ds, as_of=naive.replace(tzinfo=dt.UTC), bucket_rows=0).features
+    assert one_read is not None and ranges is not None
+    assert one_read.equals(ranges)
+    assert one_read["recency_days"].min() >= 0.0
