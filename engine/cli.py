@@ -395,10 +395,10 @@ def segment(
         if client is None:
             seg = run_segment(pl.read_parquet(features_path), k=_parse_k(k), seed=seed)  # type: ignore[arg-type]
         else:  # each worker reads its own buckets of users from the file
-            from engine.distributed import scatter_features_file, segment_distributed
+            from engine.distributed import features_file_partitions, segment_distributed
 
             workers = len(client.scheduler_info(n_workers=-1)["workers"])
-            parts = scatter_features_file(client, features_path, 4 * max(workers, 1))
+            parts = features_file_partitions(client, features_path, 4 * max(workers, 1))
             seg = segment_distributed(client, parts, k=_parse_k(k), seed=seed)  # type: ignore[arg-type]
     write_parquet_atomic(seg.assignments, out)
     write_parquet_atomic(seg.profiles, out.with_name(out.stem + "_profiles.parquet"))

@@ -171,8 +171,7 @@ class DistributedFeatures:
 
     def gather(self) -> pl.DataFrame:
         """All features on the driver, sorted by user_id (what the serial path returns)."""
-        frames = [part.result() for part in self.parts]
-        return pl.concat(frames).sort("user_id")
+        return pl.concat(self.client.gather(self.parts)).sort("user_id")
 
 
 def _require_buckets(dataset: Dataset) -> None:
@@ -252,10 +251,6 @@ def _columns(features: pl.DataFrame) -> list[str]:
     return raw_columns(features.head(0), 1.0)[1]
 
 
-def _matrix(raw: np.ndarray, columns: list[str], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return standardise(raw, columns, mean, std)
-
-
 def _with_segment(
     features: pl.DataFrame, matrix: np.ndarray, centers: np.ndarray, relabel: np.ndarray
 ) -> pl.DataFrame:
@@ -312,7 +307,7 @@ def segment_distributed(
     columns = client.submit(_columns, parts[0]).result()
     raws = [client.submit(_raw, part, window) for part in parts]
     mean, std = scaling(client.gather([client.submit(column_moments, raw) for raw in raws]))
-    matrices = [client.submit(_matrix, raw, columns, mean, std) for raw in raws]
+    matrices = [client.submit(standardise, raw, columns, mean, std) for raw in raws]
     data = DaskRows(client, matrices, sizes)
     scores = pl.DataFrame()
     if k == "auto":
@@ -342,7 +337,7 @@ def _feature_partition(path: Path, bucket: int, n_buckets: int) -> pl.DataFrame:
     return in_hash_order(features.collect())
 
 
-def scatter_features_file(client: Client, path: str | Path, n_buckets: int) -> list[Future]:
+def features_file_partitions(client: Client, path: str | Path, n_buckets: int) -> list[Future]:
     """Partitions of a features file as tasks that each read their own bucket of users."""
     return [
         client.submit(_feature_partition, Path(path), bucket, n_buckets)

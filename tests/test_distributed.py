@@ -128,7 +128,6 @@ def test_distributed_kmeans_matches_serial_fit(threads_client: distributed.Clien
     X, _ = make_blobs(20_000, n_features=6, centers=5, cluster_std=2.0, random_state=4)
     X = X.astype(np.float32)
     serial = MiniBatchKMeans(5, n_init=2, random_state=7).fit(X)
-    results = []
     for cuts in ([7_000], [1, 9_000, 15_000]):  # two partitionings of the same rows
         pieces = np.split(X, cuts)
         futures = [threads_client.scatter(piece) for piece in pieces]
@@ -140,7 +139,6 @@ def test_distributed_kmeans_matches_serial_fit(threads_client: distributed.Clien
         np.testing.assert_allclose(model.cluster_centers_, serial.cluster_centers_, rtol=1e-6)
         assert model.inertia_ == pytest.approx(serial.inertia_, rel=1e-12)
         assert (model.n_steps_, model.n_iter_) == (serial.n_steps_, serial.n_iter_)
-        results.append(model)
 
 
 def test_distributed_path_needs_the_bucketed_layout(
