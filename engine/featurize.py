@@ -28,7 +28,7 @@ from engine.validation import (
     Policy,
     RuleScan,
     ValidationReport,
-    rule_counts,
+    clean_check,
     scan_rules,
     validate_events,
 )
@@ -193,10 +193,10 @@ def _features_if_clean(
     plan = user_features(
         events, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
     )
-    features, counts = pl.collect_all([plan, rule_counts(dataset.events)], engine="streaming")
-    if counts.height != 1 or counts["_rule"][0] is not None:
+    features, check = pl.collect_all([plan, clean_check(dataset.events)], engine="streaming")
+    if check["broken"][0] != 0:
         return None
-    ts_max, user_max = counts["ts_max"][0], int(counts["user_max"][0])
+    ts_max, user_max = check["ts_max"][0], int(check["user_max"][0])
     report = ValidationReport(rows, rows, ts_max=ts_max, user_max=user_max)
     as_of = resolve_as_of(as_of, ts_max)
     return FeatureResult(features, report, as_of, categories, events.filter(pl.col("ts") <= as_of))

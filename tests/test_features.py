@@ -13,6 +13,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import engine.features as features_module
 from benchmarks.peers import DUCKDB_FEATURES
 from engine.features import CORE_FEATURES, user_features
 from engine.featurize import compute_features
@@ -164,8 +165,34 @@ def test_filters_and_projection_reach_the_parquet_scan(small_dataset: Path) -> N
     events_scan = plan[plan.index("Parquet SCAN") :].split("ESTIMATED ROWS")[0]
     selection = events_scan.split("SELECTION:")[1]
     assert 'col("user_id") < 100' in selection and 'col("ts") <=' in selection
+    # Dense product ids: categories come from a lookup array, not a join with the products.
+    assert "gather" in plan and "products.parquet" not in plan and "JOIN" not in plan
+
+
+def test_sparse_product_ids_join_and_project(
+    small_dataset: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events = pl.scan_parquet(small_dataset / "events" / "*.parquet")
+    products = pl.scan_parquet(small_dataset / "products.parquet")
+    dense = user_features(events, products, categories=["books", "toys"]).collect()
+    monkeypatch.setattr(features_module, "MAX_LOOKUP_PRODUCT_ID", 0)  # every id is "sparse"
+    query = user_features(events, products, categories=["books", "toys"])
+    plan = query.explain(engine="streaming")
     products_scan = plan[plan.index("products.parquet") :].split("ESTIMATED ROWS")[0]
     assert "PROJECT 2/4 COLUMNS" in products_scan  # only product_id and category are read
+    assert query.collect().equals(dense)
+
+
+def test_events_of_products_missing_from_the_products_table() -> None:
+    events = frame(
+        [
+            (1, T0, "view", 2, 1.0),  # category "a"
+            (1, T0 + MIN, "view", 7, 1.0),  # beyond the largest known id: no category
+            (1, T0 + 2 * MIN, "view", 7, 1.0),
+        ]
+    )
+    out = user_features(events, PRODUCTS, categories=["a", "b", "c"]).collect().row(0, named=True)
+    assert (out["n_views"], out["share_a"], out["top_category"]) == (3, pytest.approx(1 / 3), "a")
 
 
 def _node_names(snippet: str) -> set[str]:
