@@ -2,8 +2,10 @@
 as before scikit-learn 1.6) and KMeans (lloyd), on blobs, d=16, k=8, float32.
 
 Recorded per run: wall time, exact float64 inertia (recomputed the same way for everyone),
-ARI against the blob labels, and tracemalloc's peak of extra memory. Guards (ci profile,
-n=1M, 2 cores) are set well below the ratios measured; see the README for the full figures.
+ARI against the blob labels, and tracemalloc's peak of extra memory (in a separate untimed
+run). Fits under half a second are repeated and their median taken, for every peer. Guards
+(ci profile, n=1M, 2 cores) are set well below the ratios measured; see the README for the
+full figures.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ GUARD_VS_SK_DEFAULT = 5.0
 GUARD_VS_SK_UNIFORM = 0.6  # measured 1.1x (easy) and 3.7x (overlapping) at n=1M
 GUARD_VS_LLOYD = 2.0
 GUARD_INERTIA_VS_LLOYD = 1.001
+REPEAT_UNDER_S = 0.5
 
 
 class UniformBatches(np.random.RandomState):
@@ -48,14 +51,27 @@ def exact_inertia(X: np.ndarray, centers: np.ndarray) -> float:
     return total
 
 
-def timed(fit: Any, X: np.ndarray) -> tuple[float, float, Any]:
+def timed(fit: Any) -> tuple[float, Any]:
+    """Median wall time of a fit and its model. Fits shorter than REPEAT_UNDER_S are
+    repeated (up to 5 runs, same seed), whoever they belong to: one run of a 50 ms fit on a
+    shared 2-core machine is mostly noise."""
+    runs = []
+    while True:
+        start = time.perf_counter()
+        model = fit()
+        runs.append(time.perf_counter() - start)
+        if len(runs) >= 5 or sum(runs) >= REPEAT_UNDER_S:
+            return float(np.median(runs)), model
+
+
+def peak_extra_memory(fit: Any) -> int:
+    """tracemalloc's peak during one fit, in its own untimed run (tracing slows every
+    allocation, so it must not run under the timer)."""
     tracemalloc.start()
-    start = time.perf_counter()
-    model = fit(X)
-    seconds = time.perf_counter() - start
+    fit()
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
-    return seconds, peak, model
+    return peak
 
 
 @pytest.mark.parametrize("std", [1.0, 6.0], ids=["easy", "overlapping"])
@@ -82,9 +98,10 @@ def test_kmeans_vs_scikit_learn(benchmark: Any, profile: Profile, std: float) ->
             ).fit(X),
             "sk_lloyd": lambda s, X=X: KMeans(8, random_state=s, algorithm="lloyd").fit(X),
         }
+        peaks = {name: peak_extra_memory(lambda fit=fit: fit(0)) for name, fit in peers.items()}
         for seed in profile.kmeans_seeds:
             for name, fit in peers.items():
-                seconds, peak, model = timed(lambda X, fit=fit, seed=seed: fit(seed), X)
+                seconds, model = timed(lambda fit=fit, seed=seed: fit(seed))
                 rows.append(
                     {
                         "n": n,
@@ -93,7 +110,7 @@ def test_kmeans_vs_scikit_learn(benchmark: Any, profile: Profile, std: float) ->
                         "seconds": seconds,
                         "inertia": exact_inertia(X, model.cluster_centers_),
                         "ari": adjusted_rand_score(y, model.labels_),
-                        "extra_mem_ratio": peak / X.nbytes,
+                        "extra_mem_ratio": peaks[name] / X.nbytes,
                         "pass_s": pass_s,
                     }
                 )

@@ -123,7 +123,9 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
 
     def _initial_centers(
         self, data: RowSource, weights: np.ndarray, rng: np.random.RandomState
-    ) -> np.ndarray:
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Starting centres (float64) and the uniform sample of rows they came from (the
+        caller estimates the data variance on it)."""
         k = self.n_clusters
         n = data.n_samples
         if not isinstance(self.init, str):
@@ -134,7 +136,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"init has shape {init.shape}; expected ({k}, {n_features}) (n_clusters, "
                     "n_features)"
                 )
-            return init.copy()
+            return init.copy(), data.take(rng.randint(0, n, size=min(n, 16_384)))
         size = self.init_size or max(3 * self.batch_size, 10 * k)
         size = min(n, max(size, k))
         if size >= n:
@@ -154,7 +156,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             if inertia < best_inertia:
                 best, best_inertia = centers, inertia
         assert best is not None
-        return best
+        return best, sample
 
     # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
@@ -225,11 +227,10 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         """One initialisation: k-means++ -> mini-batch steps -> Lloyd polish -> labels."""
         n = data.n_samples
         k = self.n_clusters
-        centers64 = self._initial_centers(data, weights, rng)
+        centers64, sample = self._initial_centers(data, weights, rng)
         centers = centers64.astype(data.dtype)
-        # Tolerance scale: the data variance, estimated on a fixed-size sample.
-        probe = data.take(rng.randint(0, n, size=min(n, 16_384)))
-        tol = self.tol * float(np.mean(np.var(probe, axis=0, dtype=np.float64)))
+        # Tolerance scale: the data variance, estimated on the (uniform) k-means++ sample.
+        tol = self.tol * float(np.mean(np.var(sample, axis=0, dtype=np.float64)))
 
         # Mini-batch phase: uniform sampling (weighted rows are sampled by weight). Batch
         # indices come from their own stream, drawn STEPS_PER_FETCH steps ahead, so a
@@ -332,7 +333,7 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
                     f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}."
                 )
             self._rng = check_random_state(self.random_state)
-            self._centers64 = self._initial_centers(InMemoryRows(X, weights), weights, self._rng)
+            self._centers64, _ = self._initial_centers(InMemoryRows(X, weights), weights, self._rng)
             self._weight_sums = np.zeros(self.n_clusters)
             self.n_steps_ = 0
             self.n_iter_ = 0
