@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.schema import PRODUCTS_SCHEMA, arrow_schema
+from synth import arrow
 from synth.config import CATEGORIES, SynthConfig
 
 # Stream ids for derived generators: np.random.default_rng([seed, STREAM, block]).
@@ -74,13 +75,12 @@ def build_catalogue(config: SynthConfig) -> Catalogue:
 
     by_id = np.argsort(product_at)  # position of each product_id
     base_price = price_at[by_id]
-    categories = pa.array([name for name, _, _ in CATEGORIES], pa.large_string())
     table = pa.table(
         {
-            "product_id": pa.array(np.arange(n, dtype=np.uint32)),
-            "category": categories.take(pa.array(category_idx[by_id])),
-            "brand": pa.array(brand_names, pa.large_string()).take(pa.array(brand_at[by_id])),
-            "base_price": pa.array(base_price),
+            "product_id": arrow.numbers(np.arange(n, dtype=np.uint32)),
+            "category": arrow.decoded(category_idx[by_id], [name for name, _, _ in CATEGORIES]),
+            "brand": arrow.decoded(brand_at[by_id], brand_names),
+            "base_price": arrow.numbers(base_price),
         },
         schema=arrow_schema(PRODUCTS_SCHEMA),
     )

@@ -26,10 +26,10 @@ from engine.schema import (
     USERS_FILE,
     arrow_schema,
 )
-from synth import dirty
+from synth import arrow, dirty
 from synth.catalogue import STREAM_DIRTY, Catalogue, build_catalogue
 from synth.config import RNG_BLOCK_USERS, SynthConfig
-from synth.events import events_block
+from synth.events import behaviour, events_block
 from synth.users import users_block
 from synth.writer import (
     BucketedWriter,
@@ -62,24 +62,17 @@ class PartResult:
 def _events_table(cols: dict[str, np.ndarray], null_price: np.ndarray | None) -> pa.Table:
     schema = arrow_schema(EVENTS_SCHEMA)
     if null_price is None:
-        event_type = pa.DictionaryArray.from_arrays(
-            pa.array(cols["event_type"].astype(np.uint8)),
-            pa.array(list(EVENT_TYPES), pa.large_string()),
-        )
+        event_type = arrow.dictionary(cols["event_type"].astype(np.uint8), EVENT_TYPES)
     else:  # dirty data may hold unknown event types, so it leaves the Enum contract
         field_index = schema.get_field_index("event_type")
         schema = schema.set(field_index, pa.field("event_type", _DIRTY_EVENT_TYPE))
-        event_type = pa.DictionaryArray.from_arrays(
-            pa.array(cols["event_type"]),
-            pa.array([*EVENT_TYPES, dirty.UNKNOWN_EVENT_TYPE], pa.large_string()),
-        )
-    price = pa.array(cols["price"], mask=null_price)
+        event_type = arrow.dictionary(cols["event_type"], [*EVENT_TYPES, dirty.UNKNOWN_EVENT_TYPE])
     arrays = [
-        pa.array(cols["user_id"]),
-        pa.array(cols["ts"], pa.timestamp("us", tz="UTC")),
+        arrow.numbers(cols["user_id"]),
+        arrow.numbers(cols["ts"], pa.timestamp("us", tz="UTC")),
         event_type,
-        pa.array(cols["product_id"]),
-        price,
+        arrow.numbers(cols["product_id"]),
+        arrow.numbers(cols["price"], null=null_price),
     ]
     return pa.Table.from_arrays(arrays, schema=schema)
 
@@ -103,6 +96,7 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
     """Generate and write events part ``part`` (users part*part_users onwards)."""
     pa.set_cpu_count(1)  # one worker per core; avoid oversubscription
     catalogue: Catalogue = build_catalogue(config)
+    model = behaviour(config)
     first_block = part * config.part_users // RNG_BLOCK_USERS
     n_blocks_total = -(-config.users // RNG_BLOCK_USERS)
     last_block = min(first_block + config.part_users // RNG_BLOCK_USERS, n_blocks_total)
@@ -126,7 +120,7 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
             persona, users_tbl, truth_tbl = users_block(config, block)
             users.append(users_tbl)
             truth.append(truth_tbl)
-            cols = events_block(config, catalogue, block, block * RNG_BLOCK_USERS, persona)
+            cols = events_block(config, catalogue, model, block, block * RNG_BLOCK_USERS, persona)
             null_price = None
             if dirty_run:
                 rng = np.random.default_rng([config.seed, STREAM_DIRTY, block])

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -140,8 +141,37 @@ def _grouped_cummax(values: np.ndarray, group: np.ndarray) -> np.ndarray:
     return np.maximum.accumulate(lifted) - group.astype(np.int64) * span + low
 
 
+@dataclass(frozen=True)
+class Behaviour:
+    """What the model derives from the config alone: built once per part, not per block."""
+
+    personas: dict[str, np.ndarray]  # per-persona parameters, indexed by persona code
+    last_day_cdf: np.ndarray  # per persona: the day CDF at its last active day
+    day_of: Callable[[np.ndarray], np.ndarray]  # uniform -> day index (weekly cycle)
+    hour_of: Callable[[np.ndarray], np.ndarray]  # uniform -> hour (diurnal cycle)
+    draw_category: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def behaviour(config: SynthConfig) -> Behaviour:
+    personas = _persona_arrays(config)
+    day_cdf = _day_cdf(config)
+    active_days = np.ceil(personas["active"] * config.days).astype(np.int64) - 1
+    return Behaviour(
+        personas=personas,
+        last_day_cdf=day_cdf[active_days],
+        day_of=_grid_searchsorted(day_cdf, 0.0, 1.0),
+        hour_of=_grid_searchsorted(_hour_cdf(config), 0.0, 1.0),
+        draw_category=_category_sampler(config),
+    )
+
+
 def events_block(
-    config: SynthConfig, catalogue: Catalogue, block: int, first_user: int, persona: np.ndarray
+    config: SynthConfig,
+    catalogue: Catalogue,
+    model: Behaviour,
+    block: int,
+    first_user: int,
+    persona: np.ndarray,
 ) -> dict[str, np.ndarray]:
     """Events of one RNG block of users, sorted by (user_id, ts).
 
@@ -150,7 +180,7 @@ def events_block(
         price (float32).
     """
     rng = np.random.default_rng([config.seed, STREAM_EVENTS, block])
-    pa_ = _persona_arrays(config)
+    pa_ = model.personas
     n_users = persona.size
 
     # --- sessions -------------------------------------------------------------------------
@@ -161,11 +191,9 @@ def events_block(
     s_persona = persona[s_user]
     n_s = s_user.size
 
-    day_cdf = _day_cdf(config)
-    active_days = np.ceil(pa_["active"] * config.days).astype(np.int64) - 1
-    limit = day_cdf[active_days][s_persona]
-    day = np.minimum(_grid_searchsorted(day_cdf, 0.0, 1.0)(rng.random(n_s) * limit), config.days)
-    hour = _grid_searchsorted(_hour_cdf(config), 0.0, 1.0)(rng.random(n_s))
+    limit = model.last_day_cdf[s_persona]
+    day = np.minimum(model.day_of(rng.random(n_s) * limit), config.days)
+    hour = model.hour_of(rng.random(n_s))
     start = (
         epoch_us(config.start)
         + day * US_PER_DAY
@@ -236,7 +264,7 @@ def events_block(
     event_type[removes] = REMOVE_FROM_CART
 
     # --- products and prices ---------------------------------------------------------------
-    draw_category = _category_sampler(config)
+    draw_category = model.draw_category
     s_cat = draw_category(s_persona, s_cat_u)
     e_cat = per_event(s_cat)
     loose = np.flatnonzero(_uniform32(rng, n_e) >= SESSION_CATEGORY_STICKINESS)

@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.schema import PERSONAS_SCHEMA, USERS_SCHEMA, arrow_schema
+from synth import arrow
 from synth.catalogue import STREAM_USERS
 from synth.config import PERSONAS, RNG_BLOCK_USERS, SynthConfig
 
@@ -35,11 +36,7 @@ def _pick(rng: np.random.Generator, table: tuple[tuple[str, float], ...], n: int
     names = [name for name, _ in table]
     weights = np.array([w for _, w in table])
     codes = rng.choice(len(names), size=n, p=weights / weights.sum())
-    # Decode through a dictionary: no Python string per row.
-    dictionary = pa.array(names, pa.large_string())
-    return pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), dictionary).cast(
-        pa.large_string()
-    )
+    return arrow.decoded(codes, names)
 
 
 def users_block(config: SynthConfig, block: int) -> tuple[np.ndarray, pa.Table, pa.Table]:
@@ -54,22 +51,21 @@ def users_block(config: SynthConfig, block: int) -> tuple[np.ndarray, pa.Table, 
     rng = np.random.default_rng([config.seed, STREAM_USERS, block])
     shares = np.cumsum([config.personas[p].share for p in PERSONAS])
     persona = np.minimum(np.searchsorted(shares, rng.random(n), side="right"), len(PERSONAS) - 1)
-    user_id = pa.array(np.arange(first, first + n, dtype=np.uint32))
+    user_id = arrow.numbers(np.arange(first, first + n, dtype=np.uint32))
     # Sign-up happens up to two years before the window starts.
     signup = epoch_us(config.start) - rng.integers(0, 730 * US_PER_DAY, size=n)
     users = pa.table(
         {
             "user_id": user_id,
-            "signup_ts": pa.array(signup, pa.timestamp("us", tz="UTC")),
+            "signup_ts": arrow.numbers(signup, pa.timestamp("us", tz="UTC")),
             "country": _pick(rng, COUNTRIES, n),
             "device": _pick(rng, DEVICES, n),
             "channel": _pick(rng, CHANNELS, n),
         },
         schema=arrow_schema(USERS_SCHEMA),
     )
-    names = np.array(PERSONAS, dtype=object)[persona].tolist()
     truth = pa.table(
-        {"user_id": user_id, "persona": pa.array(names, pa.large_string())},
+        {"user_id": user_id, "persona": arrow.decoded(persona, PERSONAS)},
         schema=arrow_schema(PERSONAS_SCHEMA),
     )
     return persona, users, truth

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from hypothesis import given, settings
@@ -14,7 +17,7 @@ from hypothesis import strategies as st
 
 from engine.exceptions import ConfigError, DatasetIOError
 from engine.schema import EVENTS_SCHEMA, PERSONAS_SCHEMA, PRODUCTS_SCHEMA, USERS_SCHEMA
-from synth import PERSONAS, SynthConfig, from_preset, generate_dataset
+from synth import PERSONAS, SynthConfig, arrow, from_preset, generate_dataset
 from synth.events import _grid_searchsorted
 from synth.writer import sha256_file
 
@@ -192,3 +195,28 @@ def test_grid_searchsorted_equals_searchsorted(
     q = q[(q >= 0.0) & (q < 6.0)]
     lookup = _grid_searchsorted(edges_arr, 0.0, 6.0, cells)
     np.testing.assert_array_equal(lookup(q), np.searchsorted(edges_arr, q, side="right"))
+
+
+def test_arrow_helpers_equal_pa_array() -> None:
+    values = np.array([3.5, -1.0, 0.0, 2.25, 9.0, 1.0, 7.0, 8.0, 6.0], dtype=np.float32)
+    null = np.array([False, True, False, False, True, False, False, False, True])
+    assert arrow.numbers(values, null=null).equals(pa.array(values, mask=null))
+    ts = np.array([0, 1_700_000_000_000_000], dtype=np.int64)
+    utc = pa.timestamp("us", tz="UTC")
+    assert arrow.numbers(ts, utc).equals(pa.array(ts, utc))
+    names = ["beauty", "", "größe & <b>", "x"]
+    codes = np.array([2, 0, 0, 3, 1], dtype=np.int64)
+    expected = pa.array([names[c] for c in codes], pa.large_string())
+    assert arrow.strings(names).equals(pa.array(names, pa.large_string()))
+    assert arrow.decoded(codes, names).equals(expected)
+
+
+def test_a_generator_worker_does_not_import_pandas(tmp_path: Path) -> None:
+    # pa.array() imports pandas on first use: ~0.2 s in every worker process.
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom synth import SynthConfig\n"
+        "from synth.dataset import _generate_part\n"
+        f"_generate_part(SynthConfig(users=5_000, seed=1, dirty=0.0), 0, Path({str(tmp_path)!r}))\n"
+        "assert 'pandas' not in sys.modules, 'pandas was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
