@@ -15,6 +15,7 @@ non-buyers, which an analyst already knows).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -161,30 +162,39 @@ def choose_k(
     seed: int,
     k_values: range = range(K_MIN, K_MAX + 1),
     labels_at: LabelsAt = _labels_in_memory,
-) -> tuple[int, pl.DataFrame]:
-    """The k with the best silhouette (sample of SILHOUETTE_SAMPLE rows), and all scores.
+) -> tuple[MiniBatchKMeans, Any, pl.DataFrame]:
+    """Fit every k; keep the one with the best silhouette (sample of SILHOUETTE_SAMPLE rows).
 
     Args:
         data: the prepared rows (``InMemoryRows`` or a distributed source).
         seed: seeds every fit and the silhouette sample.
         k_values: the k to try.
         labels_at: reads the labels a fit left in ``data`` at given rows.
+
+    Returns:
+        The best fit (ties: the smaller k), the labels handle its ``fit_rows`` returned
+        (the caller needs no second fit of the same k), and every k's scores.
     """
     n = data.n_samples
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(SILHOUETTE_SAMPLE, n), replace=False))
     sample_rows = data.take(sample)
+    best: dict[str, Any] = {}  # only the best fit so far is kept (labels can be n-sized)
+    lock = threading.Lock()  # fits may run in driver threads (map_runs)
 
     def score(k: int) -> dict[str, Any]:
         model = MiniBatchKMeans(k, n_init=N_INIT, random_state=seed)
-        labels = labels_at(model.fit_rows(data), sample)
+        handle = model.fit_rows(data)
+        labels = labels_at(handle, sample)
         single = len(np.unique(labels)) == 1
         silhouette = -1.0 if single else float(silhouette_score(sample_rows, labels))
+        with lock:
+            if not best or (silhouette, -k) > (best["silhouette"], -best["k"]):
+                best.update(k=k, silhouette=silhouette, model=model, handle=handle)
         return {"k": k, "inertia": model.inertia_, "silhouette": silhouette}
 
     scores = pl.DataFrame(map_runs(data, score, [k for k in k_values if k < n]))
-    best = int(scores.sort(["silhouette", "k"], descending=[True, False])["k"][0])
-    return best, scores
+    return best["model"], best["handle"], scores
 
 
 def segment(
@@ -207,12 +217,15 @@ def segment(
         raise ConfigError(f"k must be 'auto' or an integer in [1, {n}], got {k!r}")
     features = in_hash_order(features)
     matrix, columns = prepare(features)
-    scores = pl.DataFrame()
+    rows = InMemoryRows(matrix, np.ones(1))
     if k == "auto":
-        k, scores = choose_k(InMemoryRows(matrix, np.ones(1)), seed)
-    model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed).fit(matrix)
-    relabel = size_order(np.bincount(model.labels_, minlength=int(k)))
-    labels = relabel[model.labels_]
+        model, fitted, scores = choose_k(rows, seed)
+    else:
+        model, scores = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed), pl.DataFrame()
+        fitted = model.fit_rows(rows)
+    k = model.n_clusters
+    relabel = size_order(np.bincount(fitted, minlength=k))
+    labels = relabel[fitted]
     with_segment = features.with_columns(pl.Series("segment", labels, dtype=pl.Int32))
     profiles = profile(with_segment)
     assignments = with_segment.select("user_id", "segment").sort("user_id")
