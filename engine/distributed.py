@@ -309,11 +309,13 @@ def segment_distributed(
     mean, std = scaling(client.gather([client.submit(column_moments, raw) for raw in raws]))
     matrices = [client.submit(standardise, raw, columns, mean, std) for raw in raws]
     data = DaskRows(client, matrices, sizes)
+    scores, found = pl.DataFrame(), None
     if k == "auto":
-        model, centers, scores = choose_k(data, seed, labels_at=data.labels_at)
-    else:
-        model, scores = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed), pl.DataFrame()
-        centers = model.fit_rows(data)  # the labels are those of these centres
+        k, found, scores = choose_k(data, seed, labels_at=data.labels_at)
+    if found is None:
+        model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
+        found = model, model.fit_rows(data)
+    model, centers = found  # the labels are those of these centres
     k = model.n_clusters
     counts = client.gather([client.submit(_bincount, m, centers, int(k)) for m in matrices])
     relabel = size_order(np.sum(counts, axis=0))

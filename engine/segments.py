@@ -44,6 +44,7 @@ CATEGORY_BLOCK_WEIGHT = 16.0
 K_MIN, K_MAX = 3, 10
 N_INIT = 5
 SILHOUETTE_SAMPLE = 4_000
+CHOOSE_K_ROWS = 200_000  # larger inputs choose k on a uniform sample of this many users
 # Reads the labels that a fit left in a RowSource, at given rows.
 LabelsAt = Callable[[Any, np.ndarray], np.ndarray]
 
@@ -162,22 +163,33 @@ def choose_k(
     seed: int,
     k_values: range = range(K_MIN, K_MAX + 1),
     labels_at: LabelsAt = _labels_in_memory,
-) -> tuple[MiniBatchKMeans, Any, pl.DataFrame]:
+) -> tuple[int, tuple[MiniBatchKMeans, Any] | None, pl.DataFrame]:
     """Fit every k; keep the one with the best silhouette (sample of SILHOUETTE_SAMPLE rows).
+
+    With more than CHOOSE_K_ROWS rows, the search runs on a uniform sample of that many
+    (fetched once): the silhouette is measured on a small sample anyway, and the centres of
+    a fit on 200k users barely move with millions more, while every fit would cost
+    n / 200k times as much.
 
     Args:
         data: the prepared rows (``InMemoryRows`` or a distributed source).
-        seed: seeds every fit and the silhouette sample.
+        seed: seeds every fit and both samples.
         k_values: the k to try.
         labels_at: reads the labels a fit left in ``data`` at given rows.
 
     Returns:
-        The best fit (ties: the smaller k), the labels handle its ``fit_rows`` returned
-        (the caller needs no second fit of the same k), and every k's scores.
+        The best k (ties: the smaller), its fit on ``data`` as (model, the labels handle
+        of ``fit_rows``) when the search ran on all rows (None after a sample: the caller
+        fits the k on all rows), and every k's scores.
     """
     n = data.n_samples
     rng = np.random.default_rng(seed)
-    sample = np.sort(rng.choice(n, size=min(SILHOUETTE_SAMPLE, n), replace=False))
+    if n > CHOOSE_K_ROWS:
+        rows = np.sort(rng.choice(n, size=CHOOSE_K_ROWS, replace=False))
+        search = np.ascontiguousarray(data.take(rows))
+        data, labels_at = InMemoryRows(search, np.ones(1)), _labels_in_memory
+    size = min(SILHOUETTE_SAMPLE, data.n_samples)
+    sample = np.sort(rng.choice(data.n_samples, size=size, replace=False))
     sample_rows = data.take(sample)
     best: dict[str, Any] = {}  # only the best fit so far is kept (labels can be n-sized)
     lock = threading.Lock()  # fits may run in driver threads (map_runs)
@@ -194,7 +206,8 @@ def choose_k(
         return {"k": k, "inertia": model.inertia_, "silhouette": silhouette}
 
     scores = pl.DataFrame(map_runs(data, score, [k for k in k_values if k < n]))
-    return best["model"], best["handle"], scores
+    fitted = (best["model"], best["handle"]) if data.n_samples == n else None
+    return best["k"], fitted, scores
 
 
 def segment(
@@ -218,11 +231,13 @@ def segment(
     features = in_hash_order(features)
     matrix, columns = prepare(features)
     rows = InMemoryRows(matrix, np.ones(1))
+    scores, found = pl.DataFrame(), None
     if k == "auto":
-        model, fitted, scores = choose_k(rows, seed)
-    else:
-        model, scores = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed), pl.DataFrame()
-        fitted = model.fit_rows(rows)
+        k, found, scores = choose_k(rows, seed)
+    if found is None:
+        model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
+        found = model, model.fit_rows(rows)
+    model, fitted = found
     k = model.n_clusters
     relabel = size_order(np.bincount(fitted, minlength=k))
     labels = relabel[fitted]

@@ -17,6 +17,7 @@ from polars.testing import assert_frame_equal
 from sklearn.datasets import make_blobs
 
 import engine
+import engine.segments as segments_module
 from engine.distributed import (
     DaskRows,
     compute_features_distributed,
@@ -122,6 +123,24 @@ def test_distributed_features_and_segments_equal_serial(
     assert_frame_equal(seg.profiles, expected.profiles, rel_tol=1e-9)
     assert_frame_equal(seg.k_scores, expected.k_scores, rel_tol=1e-9)
     assert seg.inertia == pytest.approx(expected.inertia, rel=1e-12)
+
+
+def test_k_chosen_on_a_sample_is_the_same_distributed(
+    datasets: dict[str, Path],
+    threads_client: distributed.Client,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(segments_module, "CHOOSE_K_ROWS", 3_000)
+    features = compute_features(engine.load_dataset(datasets["ranges"])).features
+    assert features is not None
+    expected = segment(features, seed=1)
+    on_cluster = compute_features_distributed(
+        threads_client, engine.load_dataset(datasets["buckets"])
+    )
+    seg = segment_distributed(threads_client, on_cluster.parts, seed=1)
+    assert seg.k == expected.k
+    assert_frame_equal(seg.assignments, expected.assignments)
+    assert_frame_equal(seg.k_scores, expected.k_scores, rel_tol=1e-9)
 
 
 def test_distributed_kmeans_matches_serial_fit(threads_client: distributed.Client) -> None:

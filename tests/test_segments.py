@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 
+import engine.segments as segments_module
 from engine.exceptions import ConfigError, DataValidationError
 from engine.featurize import compute_features
 from engine.insights import persona_agreement
@@ -141,3 +142,21 @@ def test_default_dataset_recovers_personas(tmp_path: Path) -> None:
     assert "engaged non-buyers" in seg.names.values()
     engaged = seg.profiles.filter(pl.col("segment_name") == "engaged non-buyers").row(0, named=True)
     assert engaged["buyer_share"] < 0.05
+
+
+def test_k_chosen_on_a_sample_of_a_large_input(
+    small_features: pl.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = segment(small_features, seed=2)
+    monkeypatch.setattr(segments_module, "CHOOSE_K_ROWS", 5_000)  # 20k users: a 5k sample
+    sampled = segment(small_features, seed=2)
+    assert sampled.k_scores.height == full.k_scores.height
+    # The search really ran on 5k of the 20k users (inertia is a sum over its rows).
+    ratio = sampled.k_scores["inertia"] / full.k_scores["inertia"]
+    assert ratio.is_between(0.15, 0.35).all()
+    # The sample's scores track the full search's, and the segmentation of all users
+    # with the chosen k is the one a fit of that k on all users gives.
+    assert abs(sampled.k - full.k) <= 1
+    direct = segment(small_features, k=sampled.k, seed=2)
+    assert sampled.assignments.equals(direct.assignments)
+    assert sampled.profiles.equals(direct.profiles)
