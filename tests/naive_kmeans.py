@@ -48,5 +48,29 @@ def min_sq_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
     return d.min(axis=1)
 
 
-def closer_to_point(X: np.ndarray, point: np.ndarray, closest: np.ndarray) -> np.ndarray:
-    return np.minimum(closest, ((X.astype(np.float64) - point) ** 2).sum(axis=1))
+def kmeans_plusplus(
+    X: np.ndarray, weights: np.ndarray, first: int, uniforms: np.ndarray, k: int
+) -> np.ndarray:
+    """Greedy k-means++ with the given random numbers, written the obvious way."""
+    X64 = X.astype(np.float64)
+    sq = lambda point: ((X64 - point) ** 2).sum(axis=1)  # noqa: E731
+    centers = [X64[first]]
+    closest = sq(X64[first])
+    for c in range(1, k):
+        cdf = np.cumsum(weights * closest)
+        best = None
+        for u in uniforms[c - 1]:
+            if cdf[-1] > 0:
+                candidate = np.searchsorted(cdf, u * cdf[-1], side="left")
+            else:
+                weight_cdf = np.cumsum(weights) / weights.sum()
+                candidate = np.searchsorted(weight_cdf, u, side="right")
+            candidate = min(candidate, len(X) - 1)
+            trial = np.minimum(closest, sq(X64[candidate]))
+            potential = np.cumsum(weights * trial)[-1]
+            if best is None or potential < best[0]:
+                best = (potential, candidate, trial)
+        assert best is not None
+        centers.append(X64[best[1]])
+        closest = best[2]
+    return np.array(centers)

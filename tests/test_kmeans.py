@@ -59,14 +59,16 @@ def test_minibatch_step_matches_numpy_twin() -> None:
     np.testing.assert_allclose(weight_sums, t_sums)
 
 
-def test_closer_to_point_matches_numpy_twin() -> None:
+@pytest.mark.parametrize("distinct", [400, 3])  # 3 < k: the potential runs out
+def test_kmeans_plusplus_matches_numpy_twin(distinct: int) -> None:
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(1000, 7))
-    closest = rng.uniform(0, 20, size=1000)
-    out = np.empty(1000)
-    K.closer_to_point(X, X[3], closest, out)
-    np.testing.assert_allclose(out, naive.closer_to_point(X, X[3], closest), rtol=1e-12)
-    assert out[3] == 0.0 and (out <= closest).all()
+    X = rng.normal(size=(distinct, 7))[rng.integers(0, distinct, size=400)]
+    w = rng.uniform(0.5, 2.0, 400)
+    uniforms = rng.uniform(size=(5, 3))
+    centers = np.empty((6, 7))
+    K.kmeans_plusplus(X, w, 11, uniforms, centers)
+    np.testing.assert_array_equal(centers, naive.kmeans_plusplus(X, w, 11, uniforms, 6))
+    assert len({tuple(c) for c in centers}) == min(6, distinct)
 
 
 def test_min_sq_distances_matches_numpy_twin() -> None:

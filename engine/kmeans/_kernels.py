@@ -124,19 +124,66 @@ def min_sq_distances(X, centers, out):
         out[i] = best_d
 
 
+@nb.njit(cache=True, inline="always")
+def _search(cdf, value, right):
+    """``np.searchsorted(cdf, value, side="right" if right else "left")``."""
+    lo, hi = 0, cdf.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cdf[mid] < value or (right and cdf[mid] == value):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
 @nb.njit(cache=True, fastmath=FASTMATH)
-def closer_to_point(X, point, closest, out):
-    """k-means++ trial: squared distance to the nearest chosen centre if ``point`` joined.
+def kmeans_plusplus(X, weights, first, uniforms, centers):
+    """Greedy k-means++ (Arthur & Vassilvitskii) with its random numbers given: for each
+    new centre, candidates are drawn with probability proportional to weight x squared
+    distance to the nearest centre so far, and the one that lowers that potential most is
+    kept.
 
     Args:
         X: IN float64 array of shape (n_samples, n_features) (the seeding sample).
-        point: IN float64 array of shape (n_features,), the candidate centre.
-        closest: IN float64 array of shape (n_samples,), distance to the current centres.
-        out: OUT float64 array of shape (n_samples,): min(closest, |x - point|^2).
+        weights: IN float64 array of shape (n_samples,).
+        first: index of the first centre (the caller draws it by weight).
+        uniforms: IN float64 array of shape (n_clusters - 1, n_candidates), in [0, 1).
+        centers: OUT float64 array of shape (n_clusters, n_features).
     """
-    for i in range(X.shape[0]):
-        d = 0.0
-        for j in range(X.shape[1]):
-            t = X[i, j] - point[j]
-            d += t * t
-        out[i] = min(closest[i], d)
+    n, d = X.shape
+    closest, trial, best_closest = np.empty(n), np.empty(n), np.empty(n)
+    cdf = np.empty(n)
+    weight_cdf = np.cumsum(weights) / weights.sum()  # the fallback: draw by weight alone
+    centers[0] = X[first]
+    for i in range(n):
+        dist = 0.0
+        for j in range(d):
+            t = X[i, j] - X[first, j]
+            dist += t * t
+        closest[i] = dist
+    for c in range(1, centers.shape[0]):
+        total = 0.0
+        for i in range(n):
+            total += weights[i] * closest[i]
+            cdf[i] = total
+        best_potential = np.inf
+        for u in uniforms[c - 1]:
+            if total > 0:
+                candidate = _search(cdf, u * total, False)
+            else:  # fewer distinct points than centres: duplicates are unavoidable
+                candidate = _search(weight_cdf, u, True)
+            candidate = min(candidate, n - 1)
+            potential = 0.0
+            for i in range(n):
+                dist = 0.0
+                for j in range(d):
+                    t = X[i, j] - X[candidate, j]
+                    dist += t * t
+                trial[i] = min(closest[i], dist)
+                potential += weights[i] * trial[i]
+            if potential < best_potential:
+                best_potential = potential
+                centers[c] = X[candidate]
+                trial, best_closest = best_closest, trial
+        closest, best_closest = best_closest, closest

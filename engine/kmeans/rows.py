@@ -91,34 +91,17 @@ def farthest_rows(X: np.ndarray, centers: np.ndarray, m: int) -> tuple[np.ndarra
 def kmeans_plusplus(
     X: np.ndarray, k: int, weights: np.ndarray, rng: np.random.RandomState
 ) -> np.ndarray:
-    """Greedy k-means++ (Arthur & Vassilvitskii; 2 + log k trials per centre), float64."""
+    """Greedy k-means++ (2 + log k candidates per centre) on a sample, float64 centres.
+
+    Draws the first centre by weight, then (k - 1) x candidates uniforms; the numba kernel
+    does the rest.
+    """
     n = X.shape[0]
-    X64 = X.astype(np.float64)
-    trials = 2 + int(np.log(k))
-    p = weights / weights.sum()
+    candidates = 2 + int(np.log(k))
+    first = rng.choice(n, p=weights / weights.sum())
+    uniforms = rng.uniform(size=(k - 1, candidates))
     centers = np.empty((k, X.shape[1]))
-    centers[0] = X64[rng.choice(n, p=p)]
-    closest = np.empty(n)
-    K.closer_to_point(X64, centers[0], np.full(n, np.inf), closest)
-    trial, best_closest = np.empty(n), np.empty(n)
-    for c in range(1, k):
-        potential = weights * closest
-        total = potential.sum()
-        if total <= 0:  # fewer distinct points than centres: duplicates are unavoidable
-            candidates = rng.choice(n, size=trials, p=p)
-        else:
-            cdf = np.cumsum(potential)
-            candidates = np.searchsorted(cdf, rng.uniform(size=trials) * cdf[-1])
-            candidates = np.minimum(candidates, n - 1)
-        # One candidate at a time: no (trials, n, d) temporary.
-        best_potential = np.inf
-        for candidate in candidates:
-            K.closer_to_point(X64, X64[candidate], closest, trial)
-            trial_potential = float((weights * trial).sum())
-            if trial_potential < best_potential:
-                best_potential, centers[c] = trial_potential, X64[candidate]
-                trial, best_closest = best_closest, trial
-        closest, best_closest = best_closest, closest
+    K.kmeans_plusplus(X.astype(np.float64), weights.astype(np.float64), first, uniforms, centers)
     return centers
 
 
