@@ -78,8 +78,10 @@ def insight_tables(
         tables["category_preference"] = insights.category_preference(
             events, dataset.products, segments
         )
-    collected = pl.collect_all(list(tables.values()), engine="streaming")
-    return dict(zip(tables, collected, strict=True))
+    # One query at a time: run together (collect_all), every table's state is alive at once
+    # and the shared scan buffers input for the slowest branch (1.27 GB instead of 1.05 GB
+    # at 10M events, for the same time).
+    return {name: table.collect(engine="streaming") for name, table in tables.items()}
 
 
 def run_pipeline(
