@@ -1,13 +1,12 @@
 """Per-user behavioural features as one lazy Polars query (definitions: shared/DESIGN.md).
 
-Pure LazyFrame -> LazyFrame; nothing is collected here. Sessionization uses whole-frame
+Pure LazyFrame -> LazyFrame; nothing is collected here but the small products table (for the
+category lookup). Sessionization uses whole-frame
 ``shift``/``cum_sum``/``forward_fill`` over events sorted by (user_id, ts), which the streaming
 engine runs natively, and one hash group_by per user (its state grows with users, not events).
 
-Session-level facts (did a session contain a purchase / a cart) come from running counts:
-``P`` counts purchases so far in the whole frame, ``P_base`` is ``P`` just before the session
-started (forward-filled from the session's first row), so ``P - P_base`` at a session's last
-row is the number of purchases in that session.
+Session-level facts (did a session contain a purchase / a cart) come from running counts over
+the whole frame (``session_flags``), not from a group-by per session.
 """
 
 from __future__ import annotations
@@ -72,28 +71,28 @@ def sessionize(events: pl.LazyFrame, session_gap: dt.timedelta) -> pl.LazyFrame:
     )
 
 
-def _session_flags(events: pl.LazyFrame) -> pl.LazyFrame:
-    """Per session's last row: did the session contain a purchase / an add_to_cart."""
-    running = []
-    for kind, name in (("purchase", "P"), ("add_to_cart", "C")):
-        hit = (pl.col("event_type") == kind).cast(pl.UInt32)
-        running.append(hit.cum_sum().alias(name))
-        running.append(hit.alias(f"_{name}_hit"))
-    bases = [
-        pl.when(pl.col("new_session"))
-        .then(pl.col(name) - pl.col(f"_{name}_hit"))
-        .forward_fill()
-        .alias(f"{name}_base")
-        for name in ("P", "C")
-    ]
-    return (
-        events.with_columns(running)
-        .with_columns(bases)
-        .with_columns(
-            (pl.col("last_in_session") & (pl.col("P") > pl.col("P_base"))).alias("_sess_buy"),
-            (pl.col("last_in_session") & (pl.col("C") > pl.col("C_base"))).alias("_sess_cart"),
+def session_flags(events: pl.LazyFrame, kinds: dict[str, str]) -> pl.LazyFrame:
+    """Per session's last row: did the session hold an event of each kind? (``kinds`` maps an
+    event type to the boolean column to add; false on every other row.)
+
+    Assumes ``sessionize``'s flags. Running counts, not a group-by per session: ``_n`` counts
+    the kind's events so far in the whole frame, ``_base`` is ``_n`` just before the session
+    started (forward-filled from the session's first row), so ``_n > _base`` at a session's
+    last row means the session held one.
+    """
+    running, bases, flags = [], [], []
+    for i, (kind, name) in enumerate(kinds.items()):
+        count, hit, base = f"_n{i}", f"_hit{i}", f"_base{i}"
+        is_kind = (pl.col("event_type") == kind).cast(pl.UInt32)
+        running += [is_kind.cum_sum().alias(count), is_kind.alias(hit)]
+        bases.append(
+            pl.when(pl.col("new_session"))
+            .then(pl.col(count) - pl.col(hit))
+            .forward_fill()
+            .alias(base)
         )
-    )
+        flags.append((pl.col("last_in_session") & (pl.col(count) > pl.col(base))).alias(name))
+    return events.with_columns(running).with_columns(bases).with_columns(flags)
 
 
 def _with_category_codes(
@@ -152,7 +151,9 @@ def user_features(
     if as_of is not None:
         events = events.filter(pl.col("ts") <= as_of)
     ordered = sorted(set(categories))
-    flagged = _session_flags(sessionize(events, session_gap))
+    flagged = session_flags(
+        sessionize(events, session_gap), {"purchase": "_sess_buy", "add_to_cart": "_sess_cart"}
+    )
     day = pl.col("ts").dt.epoch("us") // US_PER_DAY  # the UTC date, as a day number
     flagged = flagged.with_columns(
         ((pl.col("user_id") != pl.col("user_id").shift(1)) | (day != day.shift(1)))

@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from engine.features import DEFAULT_SESSION_GAP, sessionize
+from engine.features import DEFAULT_SESSION_GAP, session_flags, sessionize
 
 DEFAULT_CONVERSION_WINDOW = dt.timedelta(days=7)
 STAGES = ("view", "add_to_cart", "purchase")
@@ -97,15 +97,14 @@ def session_funnel(
     segments: pl.LazyFrame | None = None,
     session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
 ) -> pl.LazyFrame:
-    """Session funnel: sessions with a view; with a view and a cart; with all three."""
+    """Session funnel: sessions with a view; with a view and a cart; with all three.
+
+    One row per session (its last event's), flagged from running counts: no group-by over
+    sessions, whose state would grow with the log.
+    """
     sessions = (
-        sessionize(events, session_gap)
-        .with_columns(pl.col("new_session").cum_sum().alias("session"))
-        .group_by("session")
-        .agg(
-            pl.col("user_id").first(),
-            *((pl.col("event_type") == s).any().alias(s) for s in STAGES),
-        )
+        session_flags(sessionize(events, session_gap), {s: s for s in STAGES})
+        .filter(pl.col("last_in_session"))
         .select(
             "user_id",
             pl.col("view"),
