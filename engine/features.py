@@ -5,8 +5,9 @@ category lookup). Sessionization uses whole-frame
 ``shift``/``cum_sum``/``forward_fill`` over events sorted by (user_id, ts), which the streaming
 engine runs natively, and one hash group_by per user (its state grows with users, not events).
 
-Session-level facts (did a session contain a purchase / a cart) come from running counts over
-the whole frame (``session_flags``), not from a group-by per session.
+Session-level facts (did a session contain a purchase / a cart) come from a group-by per
+(user, session) over the cart and purchase rows only; ``session_flags`` (running counts over
+every row, for the insights' session funnel) gives the same facts without any group-by.
 """
 
 from __future__ import annotations
@@ -95,6 +96,26 @@ def session_flags(events: pl.LazyFrame, kinds: dict[str, str]) -> pl.LazyFrame:
     return events.with_columns(running).with_columns(bases).with_columns(flags)
 
 
+def _cart_and_purchase_sessions(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Per user (with any cart or purchase): sessions with a purchase, with a cart, with both.
+
+    Only the ~5% of rows that are carts or purchases are grouped by session (``_session``,
+    a global session number): ~10% cheaper than running counts over every row.
+    """
+    kind = pl.col("event_type")
+    return (
+        events.filter(kind.is_in(["purchase", "add_to_cart"]))
+        .group_by("user_id", "_session")
+        .agg((kind == "purchase").any().alias("_buy"), (kind == "add_to_cart").any().alias("_cart"))
+        .group_by("user_id")
+        .agg(
+            pl.col("_buy").sum().alias("n_purchase_sessions"),
+            pl.col("_cart").sum().alias("_cart_sessions"),
+            (pl.col("_cart") & pl.col("_buy")).sum().alias("_cart_buy_sessions"),
+        )
+    )
+
+
 def _with_category_codes(
     events: pl.LazyFrame, products: pl.LazyFrame, ordered: list[str]
 ) -> pl.LazyFrame:
@@ -151,8 +172,8 @@ def user_features(
     if as_of is not None:
         events = events.filter(pl.col("ts") <= as_of)
     ordered = sorted(set(categories))
-    flagged = session_flags(
-        sessionize(events, session_gap), {"purchase": "_sess_buy", "add_to_cart": "_sess_cart"}
+    flagged = sessionize(events, session_gap).with_columns(
+        pl.col("new_session").cum_sum().alias("_session")  # a global session number
     )
     day = pl.col("ts").dt.epoch("us") // US_PER_DAY  # the UTC date, as a day number
     flagged = flagged.with_columns(
@@ -182,14 +203,15 @@ def user_features(
         # (3x faster than filter().n_unique() on the streaming engine).
         (viewed.n_unique() - viewed.is_null().any().cast(pl.UInt32)).alias("n_products_viewed"),
         pl.when(is_purchase).then(pl.col("price").cast(pl.Float64)).sum().alias("revenue"),
-        pl.col("_sess_buy").sum().alias("n_purchase_sessions"),
-        pl.col("_sess_cart").sum().alias("_cart_sessions"),
-        (pl.col("_sess_cart") & pl.col("_sess_buy")).sum().alias("_cart_buy_sessions"),
         pl.col("_new_day").sum().alias("active_days"),
         pl.col("ts").min().alias("_first_ts"),
         pl.col("ts").max().alias("_last_ts"),
         pl.when(is_view).then(pl.col("price").cast(pl.Float64)).mean().alias("avg_view_price"),
         *view_counts,
+    )
+    per_user = per_user.join(_cart_and_purchase_sessions(flagged), on="user_id", how="left")
+    per_user = per_user.with_columns(
+        pl.col("n_purchase_sessions", "_cart_sessions", "_cart_buy_sessions").fill_null(0)
     )
     reference = pl.lit(as_of, dtype=pl.Datetime("us", "UTC")) if as_of else pl.col("_last_ts").max()
     # Times a constant, not divided by one: Polars divides by a scalar as a multiplication
