@@ -1,13 +1,12 @@
 """Per-user behavioural features as one lazy Polars query (definitions: shared/DESIGN.md).
 
 Pure LazyFrame -> LazyFrame; nothing is collected here but the small products table (for the
-category lookup). Sessionization uses whole-frame
-``shift``/``cum_sum``/``forward_fill`` over events sorted by (user_id, ts), which the streaming
-engine runs natively, and one hash group_by per user (its state grows with users, not events).
+category lookup). Sessionization uses whole-frame ``shift``/``cum_sum`` over events sorted by
+(user_id, ts), which the streaming engine runs natively, and one hash group_by per user (its
+state grows with users, not events).
 
 Session-level facts (did a session contain a purchase / a cart) come from a group-by per
-(user, session) over the cart and purchase rows only; ``session_flags`` (running counts over
-every row, for the insights' session funnel) gives the same facts without any group-by.
+(user, session) over the cart and purchase rows only (~5% of the rows).
 """
 
 from __future__ import annotations
@@ -72,35 +71,11 @@ def sessionize(events: pl.LazyFrame, session_gap: dt.timedelta) -> pl.LazyFrame:
     )
 
 
-def session_flags(events: pl.LazyFrame, kinds: dict[str, str]) -> pl.LazyFrame:
-    """Per session's last row: did the session hold an event of each kind? (``kinds`` maps an
-    event type to the boolean column to add; false on every other row.)
-
-    Assumes ``sessionize``'s flags. Running counts, not a group-by per session: ``_n`` counts
-    the kind's events so far in the whole frame, ``_base`` is ``_n`` just before the session
-    started (forward-filled from the session's first row), so ``_n > _base`` at a session's
-    last row means the session held one.
-    """
-    running, bases, flags = [], [], []
-    for i, (kind, name) in enumerate(kinds.items()):
-        count, hit, base = f"_n{i}", f"_hit{i}", f"_base{i}"
-        is_kind = (pl.col("event_type") == kind).cast(pl.UInt32)
-        running += [is_kind.cum_sum().alias(count), is_kind.alias(hit)]
-        bases.append(
-            pl.when(pl.col("new_session"))
-            .then(pl.col(count) - pl.col(hit))
-            .forward_fill()
-            .alias(base)
-        )
-        flags.append((pl.col("last_in_session") & (pl.col(count) > pl.col(base))).alias(name))
-    return events.with_columns(running).with_columns(bases).with_columns(flags)
-
-
 def _cart_and_purchase_sessions(events: pl.LazyFrame) -> pl.LazyFrame:
     """Per user (with any cart or purchase): sessions with a purchase, with a cart, with both.
 
     Only the ~5% of rows that are carts or purchases are grouped by session (``_session``,
-    a global session number): ~10% cheaper than running counts over every row.
+    a global session number); running counts over every row made the whole query ~10% slower.
     """
     kind = pl.col("event_type")
     return (

@@ -11,7 +11,7 @@ import datetime as dt
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from engine.features import DEFAULT_SESSION_GAP, session_flags, sessionize
+from engine.features import DEFAULT_SESSION_GAP, sessionize
 
 DEFAULT_CONVERSION_WINDOW = dt.timedelta(days=7)
 STAGES = ("view", "add_to_cart", "purchase")
@@ -92,6 +92,30 @@ def funnel(
     return _stage_table(_with_segment(user_funnel(events, window), segments), "users")
 
 
+def _session_flags(events: pl.LazyFrame, kinds: dict[str, str]) -> pl.LazyFrame:
+    """Per session's last row: did the session hold an event of each kind? (``kinds`` maps an
+    event type to the boolean column to add; false on every other row.)
+
+    Assumes ``sessionize``'s flags. Running counts, not a group-by per session: ``_n`` counts
+    the kind's events so far in the whole frame, ``_base`` is ``_n`` just before the session
+    started (forward-filled from the session's first row), so ``_n > _base`` at a session's
+    last row means the session held one.
+    """
+    running, bases, flags = [], [], []
+    for i, (kind, name) in enumerate(kinds.items()):
+        count, hit, base = f"_n{i}", f"_hit{i}", f"_base{i}"
+        is_kind = (pl.col("event_type") == kind).cast(pl.UInt32)
+        running += [is_kind.cum_sum().alias(count), is_kind.alias(hit)]
+        bases.append(
+            pl.when(pl.col("new_session"))
+            .then(pl.col(count) - pl.col(hit))
+            .forward_fill()
+            .alias(base)
+        )
+        flags.append((pl.col("last_in_session") & (pl.col(count) > pl.col(base))).alias(name))
+    return events.with_columns(running).with_columns(bases).with_columns(flags)
+
+
 def session_funnel(
     events: pl.LazyFrame,
     segments: pl.LazyFrame | None = None,
@@ -103,7 +127,7 @@ def session_funnel(
     sessions, whose state would grow with the log.
     """
     sessions = (
-        session_flags(sessionize(events, session_gap), {s: s for s in STAGES})
+        _session_flags(sessionize(events, session_gap), {s: s for s in STAGES})
         .filter(pl.col("last_in_session"))
         .select(
             "user_id",
