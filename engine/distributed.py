@@ -48,14 +48,12 @@ from engine.featurize import (
     resolve_as_of,
     scan_bucket,
 )
-from engine.kmeans import MiniBatchKMeans
 from engine.loading import Dataset
 from engine.schema import PRODUCTS_FILE
 from engine.segments import (
-    N_INIT,
     Segmentation,
-    choose_k,
     column_moments,
+    fit_segments,
     in_hash_order,
     merge_profiles,
     named,
@@ -309,15 +307,10 @@ def segment_distributed(
     mean, std = scaling(client.gather([client.submit(column_moments, raw) for raw in raws]))
     matrices = [client.submit(standardise, raw, columns, mean, std) for raw in raws]
     data = DaskRows(client, matrices, sizes)
-    scores, found = pl.DataFrame(), None
-    if k == "auto":
-        k, found, scores = choose_k(data, seed, labels_at=data.labels_at)
-    if found is None:
-        model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
-        found = model, model.fit_rows(data)
-    model, centers = found  # the labels are those of these centres
+    # The labels handle of DaskRows is the final centres: labels are recomputed from them.
+    model, centers, scores = fit_segments(data, k, seed, labels_at=data.labels_at)
     k = model.n_clusters
-    counts = client.gather([client.submit(_bincount, m, centers, int(k)) for m in matrices])
+    counts = client.gather([client.submit(_bincount, m, centers, k) for m in matrices])
     relabel = size_order(np.sum(counts, axis=0))
     with_segment = [
         client.submit(_with_segment, part, matrix, centers, relabel)

@@ -210,6 +210,23 @@ def choose_k(
     return best["k"], fitted, scores
 
 
+def fit_segments(
+    data: RowSource,
+    k: int | Literal["auto"],
+    seed: int,
+    labels_at: LabelsAt = _labels_in_memory,
+) -> tuple[MiniBatchKMeans, Any, pl.DataFrame]:
+    """The K-Means of the segments (k chosen by ``choose_k`` when "auto"): the fitted model,
+    the labels handle its ``fit_rows`` returned, and the k scores (empty for a given k)."""
+    scores, found = pl.DataFrame(), None
+    if k == "auto":
+        k, found, scores = choose_k(data, seed, labels_at=labels_at)
+    if found is None:
+        model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
+        found = model, model.fit_rows(data)
+    return found[0], found[1], scores
+
+
 def segment(
     features: pl.DataFrame, k: int | Literal["auto"] = "auto", seed: int = 0
 ) -> Segmentation:
@@ -230,16 +247,8 @@ def segment(
         raise ConfigError(f"k must be 'auto' or an integer in [1, {n}], got {k!r}")
     features = in_hash_order(features)
     matrix, columns = prepare(features)
-    rows = InMemoryRows(matrix, np.ones(1))
-    scores, found = pl.DataFrame(), None
-    if k == "auto":
-        k, found, scores = choose_k(rows, seed)
-    if found is None:
-        model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
-        found = model, model.fit_rows(rows)
-    model, fitted = found
-    k = model.n_clusters
-    relabel = size_order(np.bincount(fitted, minlength=k))
+    model, fitted, scores = fit_segments(InMemoryRows(matrix, np.ones(1)), k, seed)
+    relabel = size_order(np.bincount(fitted, minlength=model.n_clusters))
     labels = relabel[fitted]
     with_segment = features.with_columns(pl.Series("segment", labels, dtype=pl.Int32))
     profiles = profile(with_segment)
