@@ -105,6 +105,10 @@ def compute_features(
         raise ConfigError(f"session_gap must be positive, got {session_gap}")
     if as_of is not None and as_of.tzinfo is None:
         as_of = as_of.replace(tzinfo=dt.UTC)  # naive means UTC, on every path below
+    if dataset.products is not None:
+        # Read once: every range or bucket below needs it, and for foreign logs the products
+        # table is itself a group-by over all the events.
+        dataset = dataclasses.replace(dataset, products=dataset.products.collect().lazy())
     categories = category_list(dataset.products)
     if dataset.buckets:
         return _bucketed_features(
