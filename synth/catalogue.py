@@ -33,7 +33,9 @@ class Catalogue:
     cheapest_at: np.ndarray  # (n_products,) position -> position of the r-th cheapest
     base_price: np.ndarray  # (n_products,) product_id -> base price (float32)
     table: pa.Table  # products.parquet content, sorted by product_id
-    log_size1: np.ndarray  # (n_categories,) float32 log(cat_size + 1), for popularity ranks
+    # (n_categories,) float32 log(cat_size + 0.5): exp(u * it) - 1, floored, is a popularity
+    # rank in [0, cat_size) (the 0.5 keeps float32 rounding from reaching cat_size)
+    log_size: np.ndarray
 
 
 def _category_sizes(n_products: int) -> np.ndarray:
@@ -84,5 +86,5 @@ def build_catalogue(config: SynthConfig) -> Catalogue:
         },
         schema=arrow_schema(PRODUCTS_SCHEMA),
     )
-    log_size1 = np.log(sizes + 1.0).astype(np.float32)
-    return Catalogue(offsets, sizes, product_at, cheapest_at, base_price, table, log_size1)
+    log_size = np.log(sizes + 0.5).astype(np.float32)
+    return Catalogue(offsets, sizes, product_at, cheapest_at, base_price, table, log_size)

@@ -41,7 +41,7 @@ from synth.writer import (
     write_table,
 )
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 _DIRTY_EVENT_TYPE = pa.dictionary(pa.int8(), pa.large_string())
 
 

@@ -15,11 +15,17 @@ Everything is vectorised over the block (assumes a validated config). The model:
   browse-cart probability, and a cart is often followed by its remove_from_cart;
 * categories: mostly the session's category, drawn from the persona's taste; product rank
   inside a category is log-uniform (Zipf slope -1); bargain hunters favour the cheapest.
+
+Per-event draws are the cost of generation, so the per-event ones use 16-bit uniforms
+(half the cost of float32 ones): Bernoulli trials compare them with a threshold, and
+categories and in-session gaps are read from 65,536-entry inverse-CDF tables (a standard
+normal draw costs 5x a uniform one). Each probability is then exact to 1/65,536.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,6 +43,8 @@ REMOVE_AFTER_CART_PROB = 0.75
 SESSION_CATEGORY_STICKINESS = 0.7
 PEAK_HOUR = 20
 PEAK_WEEKDAY = 6  # Sunday
+GAP_SIGMA = 1.3  # log-scale spread of in-session gaps
+U16 = 1 << 16  # levels of a 16-bit uniform draw
 
 
 def _persona_arrays(config: SynthConfig) -> dict[str, np.ndarray]:
@@ -45,7 +53,7 @@ def _persona_arrays(config: SynthConfig) -> dict[str, np.ndarray]:
         "sessions": np.array([s.sessions for s in specs]) * config.days / 30.0,
         "len_median": np.array([s.session_len_median for s in specs]),
         "buy_prob": np.array([s.purchase_session_prob for s in specs]),
-        "cart_prob": np.array([s.browse_cart_prob for s in specs]),
+        "cart_u16": _u16_threshold(np.array([s.browse_cart_prob for s in specs])),
         "active": np.array([s.active_fraction for s in specs]),
         "one_purchase": np.array([s.exactly_one_purchase for s in specs]),
         "bargain": np.array([s.bargain for s in specs]),
@@ -82,8 +90,38 @@ def _uniform32(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.random(n, dtype=np.float32)
 
 
-def _normal32(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.standard_normal(n, dtype=np.float32)
+def _uniform16(rng: np.random.Generator, n: int) -> np.ndarray:
+    """n draws of a uniform integer in [0, U16), as intp (ready to index a table)."""
+    return rng.integers(0, U16, size=n, dtype=np.uint16).astype(np.intp)
+
+
+def _u16_threshold(prob: np.ndarray | float) -> np.ndarray:
+    """``u < threshold`` for a 16-bit uniform ``u`` holds with probability ``prob``
+    (to 1/65,536)."""
+    return np.rint(np.asarray(prob) * U16).astype(np.int32)
+
+
+def _cell_midpoints() -> np.ndarray:
+    """Probabilities at the middle of the 65,536 cells of a 16-bit uniform: an inverse CDF
+    evaluated there is a table that turns a 16-bit uniform into the distribution's draw."""
+    return (np.arange(U16) + 0.5) / U16
+
+
+def _gap_table(config: SynthConfig) -> np.ndarray:
+    """In-session gaps in microseconds (int64): lognormal quantiles, capped below the timeout."""
+    normal = statistics.NormalDist()
+    z = np.array([normal.inv_cdf(q) for q in _cell_midpoints().tolist()])
+    gap_s = np.exp(np.log(config.gap_median_s) + GAP_SIGMA * z)
+    return (np.clip(gap_s, 1.0, MAX_GAP_S) * US_PER_S).astype(np.int64)
+
+
+def _category_table(config: SynthConfig) -> np.ndarray:
+    """Flat intp table: entry ``persona * U16 + u`` is a category drawn from the persona's
+    taste by the 16-bit uniform ``u``."""
+    cdf = np.cumsum(category_taste(config), axis=1)
+    last = len(CATEGORIES) - 1
+    rows = [np.searchsorted(c, _cell_midpoints(), side="right") for c in cdf]
+    return np.minimum(np.concatenate(rows), last).astype(np.intp)
 
 
 def _grid_searchsorted(
@@ -111,24 +149,6 @@ def _grid_searchsorted(
     return lookup
 
 
-def _category_sampler(config: SynthConfig) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
-    """Draw categories by inverse CDF from each row's persona taste, with one searchsorted.
-
-    Each persona's CDF is shifted by its index, so persona p's CDF lives in (p, p + 1].
-    """
-    n_categories = len(CATEGORIES)
-    cdf = np.cumsum(category_taste(config), axis=1)
-    cdf[:, -1] = 1.0
-    flat = (cdf + np.arange(len(PERSONAS))[:, None]).ravel()
-    search = _grid_searchsorted(flat, 0.0, float(len(PERSONAS)), 4096 * len(PERSONAS))
-
-    def draw(persona: np.ndarray, u: np.ndarray) -> np.ndarray:
-        hit = search(persona + u)
-        return np.minimum(hit - persona * n_categories, n_categories - 1)
-
-    return draw
-
-
 def _segment_starts(lengths: np.ndarray) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(lengths)[:-1]])
 
@@ -149,7 +169,8 @@ class Behaviour:
     last_day_cdf: np.ndarray  # per persona: the day CDF at its last active day
     day_of: Callable[[np.ndarray], np.ndarray]  # uniform -> day index (weekly cycle)
     hour_of: Callable[[np.ndarray], np.ndarray]  # uniform -> hour (diurnal cycle)
-    draw_category: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    category_at: np.ndarray  # persona * U16 + 16-bit uniform -> category (_category_table)
+    gap_at: np.ndarray  # 16-bit uniform -> in-session gap in microseconds (_gap_table)
 
 
 def behaviour(config: SynthConfig) -> Behaviour:
@@ -161,7 +182,8 @@ def behaviour(config: SynthConfig) -> Behaviour:
         last_day_cdf=day_cdf[active_days],
         day_of=_grid_searchsorted(day_cdf, 0.0, 1.0),
         hour_of=_grid_searchsorted(_hour_cdf(config), 0.0, 1.0),
-        draw_category=_category_sampler(config),
+        category_at=_category_table(config),
+        gap_at=_gap_table(config),
     )
 
 
@@ -212,7 +234,7 @@ def events_block(
     items = 1 + (rng.random(n_s) < 0.25) + (rng.random(n_s) < 0.05)
     items = np.where(buy, items, 0)
     length = np.maximum(length, 3 * items)
-    s_cat_u = rng.random(n_s)
+    s_cat_u = _uniform16(rng, n_s)
 
     # Order sessions by (user, start) before laying out their events: one int64 key
     # (block-local user index above the start offset) sorts faster than a lexsort.
@@ -222,18 +244,13 @@ def events_block(
 
     # --- events inside sessions ------------------------------------------------------------
     n_e = int(length.sum())
-    e_sess = np.repeat(np.arange(n_s), length)
     first_event = _segment_starts(length)
-    per_event = lambda values: np.repeat(values, length)  # noqa: E731 (= values[e_sess], faster)
-    pos = np.arange(n_e) - per_event(first_event)
-    from_end = per_event(length) - 1 - pos
+    last_event = first_event + length - 1
+    per_event = lambda values: np.repeat(values, length)  # noqa: E731 (a gather, but faster)
 
-    gap_s = np.exp(np.float32(np.log(config.gap_median_s)) + 1.3 * _normal32(rng, n_e))
-    gap_us = (np.clip(gap_s, 1.0, MAX_GAP_S) * US_PER_S).astype(np.int64)
-    gap_us[first_event] = 0
-    running = np.cumsum(gap_us)
-    offset = running - per_event(running[first_event])
-    duration = offset[first_event + length - 1]
+    # Event times: a running sum of gaps, taken relative to the session's first event.
+    running = np.cumsum(model.gap_at[_uniform16(rng, n_e)])
+    duration = running[last_event] - running[first_event]
 
     # Push sessions apart: start_i >= end_{i-1} + timeout + 1 s, per user.
     step = duration + SESSION_TIMEOUT_US + US_PER_S
@@ -243,62 +260,66 @@ def events_block(
     start = pushed + _grouped_cummax(start - pushed, s_user)
 
     # --- event types (only the few non-view events are touched) ------------------------------
-    e_persona = per_event(s_persona)
+    # The tail of a buying session: its last 3m events, laid out from its sessions alone.
+    buying = np.flatnonzero(items)
+    tail_len = 3 * items[buying]
+    tail_m = np.repeat(items[buying], tail_len)
+    within = np.arange(tail_len.sum()) - np.repeat(_segment_starts(tail_len), tail_len)
+    tail_from_end = np.repeat(tail_len, tail_len) - 1 - within
+    tail_idx = np.repeat(last_event[buying], tail_len) - tail_from_end
+    is_bought = tail_from_end < tail_m
+    bought = tail_idx[is_bought]
+    tail_carts = tail_idx[~is_bought & ((tail_from_end - tail_m) % 2 == 0)]
     event_type = np.full(n_e, VIEW, dtype=np.int8)
-    tail_idx = np.flatnonzero(from_end < 3 * per_event(items))
-    tail_m = items[e_sess[tail_idx]]
-    tail_from_end = from_end[tail_idx]
-    bought = tail_idx[tail_from_end < tail_m]
-    tail_carts = tail_idx[(tail_from_end >= tail_m) & ((tail_from_end - tail_m) % 2 == 0)]
     event_type[bought] = PURCHASE
     event_type[tail_carts] = ADD_TO_CART
-    in_tail = np.zeros(n_e, dtype=bool)
-    in_tail[tail_idx] = True
-    browse_cart = (pos > 0) & ~in_tail & (_uniform32(rng, n_e) < pa_["cart_prob"][e_persona])
+    fixed = np.zeros(n_e, dtype=bool)  # a session's first event or in its tail
+    fixed[first_event] = True
+    fixed[tail_idx] = True
+    e_persona = per_event(s_persona)
+    cart_u16 = pa_["cart_u16"][e_persona]
+    browse_cart = ~fixed & (_uniform16(rng, n_e) < cart_u16)
     browse_idx = np.flatnonzero(browse_cart)
     event_type[browse_idx] = ADD_TO_CART
     nxt = browse_idx + 1
     nxt = nxt[nxt < n_e]
-    nxt = nxt[(pos[nxt] > 0) & ~in_tail[nxt] & ~browse_cart[nxt]]
+    nxt = nxt[~fixed[nxt] & ~browse_cart[nxt]]
     removes = nxt[rng.random(nxt.size) < REMOVE_AFTER_CART_PROB]
     event_type[removes] = REMOVE_FROM_CART
 
     # --- products and prices ---------------------------------------------------------------
-    draw_category = model.draw_category
-    s_cat = draw_category(s_persona, s_cat_u)
-    e_cat = per_event(s_cat)
-    loose = np.flatnonzero(_uniform32(rng, n_e) >= SESSION_CATEGORY_STICKINESS)
-    e_cat[loose] = draw_category(e_persona[loose], rng.random(loose.size))
-    size = catalogue.cat_size[e_cat]
-    rank = np.exp(_uniform32(rng, n_e) * catalogue.log_size1[e_cat]).astype(np.int64) - 1
-    position = catalogue.cat_offset[e_cat] + np.minimum(rank, size - 1)
-    bargain = pa_["bargain"][e_persona]
-    bargain_idx = np.flatnonzero(bargain)
+    category_at = model.category_at
+    e_cat = per_event(category_at[s_persona * U16 + s_cat_u])
+    loose = np.flatnonzero(_uniform16(rng, n_e) >= _u16_threshold(SESSION_CATEGORY_STICKINESS))
+    e_cat[loose] = category_at[e_persona[loose] * U16 + _uniform16(rng, loose.size)]
+    rank_plus_one = np.exp(_uniform32(rng, n_e) * catalogue.log_size[e_cat]).astype(np.int64)
+    position = (catalogue.cat_offset - 1)[e_cat] + rank_plus_one
+    bargain_idx = np.flatnonzero(pa_["bargain"][e_persona])
     position[bargain_idx] = catalogue.cheapest_at[position[bargain_idx]]
     product = catalogue.product_at[position]
     # Carts and removes act on the product just viewed; purchases on the tail's carted items.
     copy_prev = np.sort(np.concatenate([browse_idx, tail_carts]))
     product[copy_prev] = product[copy_prev - 1]
     product[removes] = product[removes - 1]
-    product[bought] = product[bought - (items[e_sess[bought]] + from_end[bought] + 1)]
+    bought_from_end = tail_from_end[is_bought]
+    product[bought] = product[bought - (tail_m[is_bought] + bought_from_end + 1)]
 
-    promo = _uniform32(rng, n_e) < config.promo_prob
+    promo = _uniform16(rng, n_e) < _u16_threshold(config.promo_prob)
     promo[bargain_idx[event_type[bargain_idx] != VIEW]] = True
     promo_idx = np.flatnonzero(promo)
     price = catalogue.base_price[product]
     price[promo_idx] *= rng.uniform(0.6, 0.9, promo_idx.size).astype(np.float32)
 
-    # --- assemble, dropping sessions pushed past the window end ------------------------------
-    end_us = epoch_us(config.start + dt.timedelta(days=config.days))
-    session_kept = start < end_us
-    if not session_kept.all():
-        keep = session_kept[e_sess]
-        e_sess, offset, event_type = e_sess[keep], offset[keep], event_type[keep]
-        product, price = product[keep], price[keep]
-    return {
-        "user_id": (first_user + s_user[e_sess]).astype(np.uint32),
-        "ts": start[e_sess] + offset,
+    events = {
+        "user_id": per_event((first_user + s_user).astype(np.uint32)),
+        "ts": per_event(start - running[first_event]) + running,
         "event_type": event_type,
         "product_id": product,
         "price": price,
     }
+    # --- drop sessions pushed past the window end --------------------------------------------
+    session_kept = start < epoch_us(config.start + dt.timedelta(days=config.days))
+    if not session_kept.all():
+        keep = per_event(session_kept)
+        events = {name: values[keep] for name, values in events.items()}
+    return events

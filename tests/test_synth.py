@@ -18,7 +18,14 @@ from hypothesis import strategies as st
 from engine.exceptions import ConfigError, DatasetIOError
 from engine.schema import EVENTS_SCHEMA, PERSONAS_SCHEMA, PRODUCTS_SCHEMA, USERS_SCHEMA
 from synth import PERSONAS, SynthConfig, arrow, from_preset, generate_dataset
-from synth.events import _grid_searchsorted
+from synth.events import (
+    U16,
+    _category_table,
+    _gap_table,
+    _grid_searchsorted,
+    _u16_threshold,
+    category_taste,
+)
 from synth.writer import sha256_file
 
 
@@ -195,6 +202,27 @@ def test_grid_searchsorted_equals_searchsorted(
     q = q[(q >= 0.0) & (q < 6.0)]
     lookup = _grid_searchsorted(edges_arr, 0.0, 6.0, cells)
     np.testing.assert_array_equal(lookup(q), np.searchsorted(edges_arr, q, side="right"))
+
+
+def test_inverse_cdf_tables_draw_their_distributions() -> None:
+    from scipy.stats import lognorm  # an independent reference for the gap quantiles
+
+    config = SynthConfig(users=1_000, seed=1, separation=0.6, gap_median_s=45.0)
+    # Categories: each persona's table hits category c in taste[p, c] of its 65,536 cells
+    # (to one cell at each CDF edge).
+    taste = category_taste(config)
+    table = _category_table(config).reshape(len(PERSONAS), U16)
+    for p in range(len(PERSONAS)):
+        share = np.bincount(table[p], minlength=taste.shape[1]) / U16
+        np.testing.assert_allclose(share, taste[p], atol=1.01 / U16)
+    # Gaps: the lognormal's quantiles at the cell midpoints, capped to [1 s, 29 min].
+    q = (np.arange(U16) + 0.5) / U16
+    expected = np.clip(lognorm.ppf(q, s=1.3, scale=45.0), 1.0, 29 * 60.0)
+    np.testing.assert_allclose(_gap_table(config) / 1e6, expected, rtol=1e-9, atol=1e-6)
+    # Bernoulli trials: u < threshold for exactly round(p * 65,536) of the 65,536 values.
+    u = np.arange(U16)
+    for prob in (0.0, 0.05, 0.7, 1.0):
+        assert (u < _u16_threshold(prob)).sum() == round(prob * U16)
 
 
 def test_arrow_helpers_equal_pa_array() -> None:
