@@ -129,6 +129,7 @@ def user_features(
     categories: Sequence[str] = (),
     as_of: dt.datetime | None = None,
     session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
+    extra_aggs: Sequence[pl.Expr] = (),
 ) -> pl.LazyFrame:
     """One row per user with every core feature, extras and ``share_<category>`` columns.
 
@@ -140,6 +141,9 @@ def user_features(
         as_of: reference time for recency/tenure; events after it are ignored. Default: the
             largest ts in ``events``.
         session_gap: a new session starts after a gap strictly greater than this.
+        extra_aggs: more per-user aggregations over the events (up to ``as_of``), computed
+            in the same group-by and appended as the last columns (the features stage
+            counts broken rows this way, in the same pass over the data).
 
     Returns:
         LazyFrame sorted by user_id.
@@ -183,6 +187,7 @@ def user_features(
         pl.col("ts").max().alias("_last_ts"),
         pl.when(is_view).then(pl.col("price").cast(pl.Float64)).mean().alias("avg_view_price"),
         *view_counts,
+        *extra_aggs,
     )
     per_user = per_user.join(_cart_and_purchase_sessions(flagged), on="user_id", how="left")
     per_user = per_user.with_columns(
@@ -227,6 +232,7 @@ def user_features(
             *CORE_FEATURES,
             *EXTRA_FEATURES,
             *(share_column(c) for c in ordered),
+            *(agg.meta.output_name() for agg in extra_aggs),
         )
         .sort("user_id")
     )

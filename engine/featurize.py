@@ -28,6 +28,7 @@ from engine.validation import (
     Policy,
     RuleScan,
     ValidationReport,
+    breaks_any_rule,
     clean_check,
     scan_rules,
     validate_events,
@@ -36,6 +37,7 @@ from engine.validation import (
 MAX_CATEGORIES = 200
 DEFAULT_RANGE_USERS = 250_000
 DEFAULT_BUCKET_ROWS = 5_000_000
+_BROKEN, _TS_MAX = "_broken_rows", "_ts_max"  # the fused query's extra columns
 
 
 @dataclass(frozen=True)
@@ -194,13 +196,28 @@ def _features_if_clean(
         return None
     trusted = RuleScan(rows, {}, None, None)  # checked below, before anything is returned
     events, _ = validate_events(dataset.events, scanned=trusted)
-    plan = user_features(
-        events, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
-    )
-    features, check = pl.collect_all([plan, clean_check(dataset.events)], engine="streaming")
-    if check["broken"][0] != 0:
+    if as_of is None:
+        # Every row reaches the per-user group-by, so the rule check rides along in it
+        # (~15% less work than a second query over the same files).
+        features = user_features(
+            events.with_columns(breaks_any_rule().alias(_BROKEN)),
+            dataset.products,
+            categories=categories,
+            session_gap=session_gap,
+            extra_aggs=[pl.col(_BROKEN).sum(), pl.col("ts").max().alias(_TS_MAX)],
+        ).collect(engine="streaming")
+        broken, ts_max = features[_BROKEN].sum(), features[_TS_MAX].max()
+        features = features.drop(_BROKEN, _TS_MAX)
+        user_max = features["user_id"].max()
+    else:  # events after as_of are left out of the features, yet must be checked too
+        plan = user_features(
+            events, dataset.products, categories=categories, as_of=as_of, session_gap=session_gap
+        )
+        features, check = pl.collect_all([plan, clean_check(dataset.events)], engine="streaming")
+        broken, ts_max, user_max = (check[c][0] for c in ("broken", "ts_max", "user_max"))
+    if broken != 0:
         return None
-    ts_max, user_max = check["ts_max"][0], int(check["user_max"][0])
+    assert isinstance(ts_max, dt.datetime) and isinstance(user_max, int)
     report = ValidationReport(rows, rows, ts_max=ts_max, user_max=user_max)
     as_of = resolve_as_of(as_of, ts_max)
     return FeatureResult(features, report, as_of, categories, events.filter(pl.col("ts") <= as_of))

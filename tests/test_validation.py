@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +13,8 @@ import pytest
 
 from engine.exceptions import DatasetIOError, DataValidationError
 from engine.featurize import compute_features
-from engine.loading import load_dataset
+from engine.loading import Dataset, load_dataset
+from engine.schema import EVENT_TYPE
 from engine.validation import RULES, validate_events
 from synth import SynthConfig, generate_dataset
 
@@ -65,6 +67,27 @@ def test_rule_under_error_names_file_column_and_count(rule: str) -> None:
     assert message.startswith("events.parquet: column ")
     assert f"column {column}: 1 rows" in message
     assert "Hint:" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("rule", sorted(set(BROKEN) - {"unknown_event_type"}))
+# A given as_of before the broken row: rows after as_of are not featurised, yet checked.
+@pytest.mark.parametrize("as_of", [None, T0 + S], ids=["default-as-of", "given-as-of"])
+def test_small_sorted_input_with_a_broken_row_is_not_featurised_in_one_read(
+    rule: str, as_of: dt.datetime | None
+) -> None:
+    # Our own layout (sorted, event_type an Enum) takes the one-read path, where the rule
+    # check runs inside the features query: a broken row must still stop it.
+    events = raw([*GOOD, BROKEN[rule]]).with_columns(pl.col("event_type").cast(EVENT_TYPE))
+    ds = Dataset(events, None, None, None, Path("events.parquet"), declared_sorted=True)
+    with pytest.raises(DataValidationError, match=re.escape(f"column {RULES[rule][0]}: 1 rows")):
+        compute_features(ds, as_of=as_of)
+    clean = dataclasses.replace(
+        ds, events=raw(GOOD).with_columns(pl.col("event_type").cast(EVENT_TYPE))
+    )
+    result = compute_features(clean, as_of=as_of)
+    expected = [2, 2] if as_of is None else [2, 1]
+    assert result.features is not None and result.features["n_events"].to_list() == expected
+    assert result.report.ts_max == T0 + 2 * S and result.report.user_max == 2
 
 
 @pytest.mark.parametrize("rule", sorted(set(BROKEN) - {"unsorted"}))
