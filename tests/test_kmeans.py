@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import naive_kmeans as naive
 import numpy as np
@@ -210,6 +211,20 @@ def test_clear_errors() -> None:
         model.predict(np.zeros((4, 5)))
     with pytest.raises(TypeError, match="[Ss]parse"):
         MiniBatchKMeans(2).fit(sp.random(50, 3, density=0.5, format="csr"))
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_non_finite_value_outside_every_sample_is_reported(bad: float, dtype: type) -> None:
+    # fit finds NaN/inf through its own full passes (no separate check): one bad value in
+    # a row that no init sample or mini-batch may have drawn must still raise, with
+    # scikit-learn's message and no RuntimeWarning on the way.
+    X = np.random.default_rng(0).normal(size=(200_000, 4)).astype(dtype)
+    X[123_457, 2] = bad
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+            MiniBatchKMeans(3, random_state=0, batch_size=256, max_steps=20).fit(X)
 
 
 def test_partial_fit_moves_towards_the_data(blobs: tuple[np.ndarray, np.ndarray]) -> None:

@@ -64,16 +64,19 @@ def assign(
 def lloyd_passes(
     X: np.ndarray, centers: np.ndarray, weights: np.ndarray, passes: int
 ) -> tuple[np.ndarray, float]:
-    """A few Lloyd passes over a small sample (float64 centres); returns them and the
-    sample inertia of the last centres."""
+    """Up to ``passes`` Lloyd passes over a small sample (float64 centres); returns them and
+    the sample inertia of those centres. Stops early at a fixed point (an update that leaves
+    the centres as they are), whose pass already gave their inertia."""
     centers32 = centers.astype(X.dtype)
     weights = np.ascontiguousarray(weights, dtype=np.float64)
-    inertia = np.inf
     for _ in range(passes):
         _, inertia, sums, seen = assign(X, centers32, weights, True)
         filled = seen > 0
-        centers = centers.copy()
-        centers[filled] = sums[filled] / seen[filled, None]
+        updated = centers.copy()
+        updated[filled] = sums[filled] / seen[filled, None]
+        if np.array_equal(updated, centers):
+            return centers, inertia
+        centers = updated
         centers32 = centers.astype(X.dtype)
     _, inertia, _, _ = assign(X, centers32, weights, False)
     return centers, inertia
