@@ -37,6 +37,60 @@ def _nearest(X, i, centers):
     return best, np.float64(best_d)
 
 
+@nb.njit(cache=True, inline="always", fastmath=FASTMATH)
+def _nearest8(X, i, centers, best, best_d):
+    """``_nearest`` for the 8 rows i..i+7 at once: each centre coordinate is loaded once
+    for 8 rows, and the 8 independent sums keep the FMA units busy (1.2-2x faster than
+    row by row). Writes best[0:8] (int32) and best_d[0:8] (float64).
+
+    Written out row by row on purpose: numba keeps scalars in registers, while a loop over
+    a small array would go through memory (measured 4x slower).
+    """
+    zero = X[i, 0] - X[i, 0]
+    b0 = b1 = b2 = b3 = b4 = b5 = b6 = b7 = np.inf
+    l0 = l1 = l2 = l3 = l4 = l5 = l6 = l7 = 0
+    for c in range(centers.shape[0]):
+        d0 = d1 = d2 = d3 = d4 = d5 = d6 = d7 = zero
+        for j in range(X.shape[1]):
+            cj = centers[c, j]
+            t0 = X[i, j] - cj
+            t1 = X[i + 1, j] - cj
+            t2 = X[i + 2, j] - cj
+            t3 = X[i + 3, j] - cj
+            t4 = X[i + 4, j] - cj
+            t5 = X[i + 5, j] - cj
+            t6 = X[i + 6, j] - cj
+            t7 = X[i + 7, j] - cj
+            d0 += t0 * t0
+            d1 += t1 * t1
+            d2 += t2 * t2
+            d3 += t3 * t3
+            d4 += t4 * t4
+            d5 += t5 * t5
+            d6 += t6 * t6
+            d7 += t7 * t7
+        if d0 < b0:
+            b0, l0 = d0, c
+        if d1 < b1:
+            b1, l1 = d1, c
+        if d2 < b2:
+            b2, l2 = d2, c
+        if d3 < b3:
+            b3, l3 = d3, c
+        if d4 < b4:
+            b4, l4 = d4, c
+        if d5 < b5:
+            b5, l5 = d5, c
+        if d6 < b6:
+            b6, l6 = d6, c
+        if d7 < b7:
+            b7, l7 = d7, c
+    best[0], best[1], best[2], best[3] = l0, l1, l2, l3
+    best[4], best[5], best[6], best[7] = l4, l5, l6, l7
+    best_d[0], best_d[1], best_d[2], best_d[3] = b0, b1, b2, b3
+    best_d[4], best_d[5], best_d[6], best_d[7] = b4, b5, b6, b7
+
+
 @nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
 def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_weight):
     """Fused pass: labels, inertia and (optionally) per-centre weighted sums, per chunk.
@@ -64,15 +118,29 @@ def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_
         if accumulate:
             chunk_sums[chunk, :, :] = 0.0
             chunk_weight[chunk, :] = 0.0
-        for i in range(start, stop):
-            best, best_d = _nearest(X, i, centers)
-            labels[i] = best
-            w = weights[0] if shared_weight else weights[i]
-            inertia += w * best_d
-            if accumulate:
-                chunk_weight[chunk, best] += w
-                for j in range(X.shape[1]):
-                    chunk_sums[chunk, best, j] += w * np.float64(X[i, j])
+        # Rows go 8 at a time through one call of _nearest8; a chunk's last rows are padded
+        # to 8, so every row's distance comes from the same arithmetic wherever it sits
+        # (a Dask partition starts its chunks elsewhere, and must agree to the last bit).
+        block_labels = np.empty(8, dtype=np.int32)
+        block_d = np.empty(8)
+        tail = np.zeros((8, X.shape[1]), dtype=X.dtype)
+        for block in range(start, stop, 8):
+            rows = min(8, stop - block)
+            source, row = X, block
+            if rows < 8:
+                tail[:rows] = X[block:stop]
+                source, row = tail, 0
+            _nearest8(source, row, centers, block_labels, block_d)
+            for r in range(rows):
+                i = block + r
+                best, best_d = block_labels[r], block_d[r]
+                labels[i] = best
+                w = weights[0] if shared_weight else weights[i]
+                inertia += w * best_d
+                if accumulate:
+                    chunk_weight[chunk, best] += w
+                    for j in range(X.shape[1]):
+                        chunk_sums[chunk, best, j] += w * np.float64(X[i, j])
         chunk_inertia[chunk] = inertia
 
 
