@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 import polars as pl
-from sklearn.metrics import silhouette_score
+from sklearn.metrics import pairwise_distances, silhouette_score
 
 from engine.exceptions import ConfigError, DataValidationError
 from engine.kmeans import MiniBatchKMeans
@@ -190,7 +190,8 @@ def choose_k(
         data, labels_at = InMemoryRows(search, np.ones(1)), _labels_in_memory
     size = min(SILHOUETTE_SAMPLE, data.n_samples)
     sample = np.sort(rng.choice(data.n_samples, size=size, replace=False))
-    sample_rows = data.take(sample)
+    # The silhouette sample is the same for every k: its distances are computed once.
+    sample_distances = pairwise_distances(data.take(sample))
     best: dict[str, Any] = {}  # only the best fit so far is kept (labels can be n-sized)
     lock = threading.Lock()  # fits may run in driver threads (map_runs)
 
@@ -199,7 +200,11 @@ def choose_k(
         handle = model.fit_rows(data)
         labels = labels_at(handle, sample)
         single = len(np.unique(labels)) == 1
-        silhouette = -1.0 if single else float(silhouette_score(sample_rows, labels))
+        silhouette = (
+            -1.0
+            if single
+            else float(silhouette_score(sample_distances, labels, metric="precomputed"))
+        )
         with lock:
             if not best or (silhouette, -k) > (best["silhouette"], -best["k"]):
                 best.update(k=k, silhouette=silhouette, model=model, handle=handle)
