@@ -227,6 +227,14 @@ def test_a_non_finite_value_outside_every_sample_is_reported(bad: float, dtype: 
             MiniBatchKMeans(3, random_state=0, batch_size=256, max_steps=20).fit(X)
 
 
+def test_the_mini_batch_phase_stops_after_one_epoch() -> None:
+    X, _ = make_blobs(10_000, n_features=4, centers=3, random_state=1)
+    model = MiniBatchKMeans(3, batch_size=1024, tol=0.0, random_state=0).fit(X)
+    assert model.n_steps_ == 10  # ceil(10,000 / 1,024); tol=0 would take all 100 otherwise
+    big = MiniBatchKMeans(3, batch_size=64, tol=0.0, max_steps=40, random_state=0).fit(X)
+    assert big.n_steps_ == 40  # the step budget still binds when an epoch is longer
+
+
 def test_partial_fit_moves_towards_the_data(blobs: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = blobs
     model = MiniBatchKMeans(5, random_state=0)

@@ -2,7 +2,8 @@
 
 fit = the best of a few k-means++ seedings of a subsample (each refined by Lloyd on it) ->
 mini-batch steps (Sculley per-centre learning rates) on a sample budget that does not grow
-with n -> full Lloyd passes to polish, until the centres or the inertia stop moving; the
+with n (and stops after one epoch on small n, where full passes are cheaper) -> full Lloyd
+passes to polish, until the centres or the inertia stop moving; the
 last pass's labels and exact inertia are the result. All randomness is drawn here, in
 Python, from ``random_state``; kernels are deterministic and thread-count independent.
 """
@@ -48,7 +49,9 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         n_clusters: number of clusters.
         init: "k-means++" or an array of shape (n_clusters, n_features).
         batch_size: rows per mini-batch step.
-        max_steps: mini-batch step budget (does not grow with n_samples).
+        max_steps: mini-batch step budget (does not grow with n_samples); at most one epoch,
+            ceil(n_samples / batch_size) steps: past that a Lloyd pass over all rows costs
+            less than the steps it replaces (and escapes poor optima more often).
         max_iter: at most this many full Lloyd polish passes after the mini-batch phase
             (0 disables polishing).
         tol: stop polishing when the squared centre shift, relative to the data variance,
@@ -263,10 +266,11 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         steps = 0
         smoothed_shift = np.inf
         pending: list[tuple[np.ndarray, np.ndarray]] = []
-        for steps in range(1, self.max_steps + 1):
+        max_steps = min(self.max_steps, -(-n // batch))  # at most one epoch (see max_steps)
+        for steps in range(1, max_steps + 1):
             if not pending:  # remote rows: 10, 20, 40... steps per fetch; local: one step
                 ahead = max(STEPS_PER_FETCH, steps - 1) if data.concurrent else 1
-                ahead = min(ahead, self.max_steps - steps + 1)
+                ahead = min(ahead, max_steps - steps + 1)
                 pending = data.batches([draw() for _ in range(ahead)])
             X, idx = pending.pop(0)
             before = centers64.copy()
