@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from sklearn.metrics import pairwise_distances, silhouette_score
 
 import engine.segments as segments_module
 from engine.exceptions import ConfigError, DataValidationError
@@ -16,7 +17,7 @@ from engine.featurize import compute_features
 from engine.insights import persona_agreement
 from engine.loading import load_dataset
 from engine.naming import name_segments
-from engine.segments import prepare, segment
+from engine.segments import prepare, segment, silhouette
 from synth import SynthConfig, generate_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "segments_small.json"
@@ -160,3 +161,16 @@ def test_k_chosen_on_a_sample_of_a_large_input(
     direct = segment(small_features, k=sampled.k, seed=2)
     assert sampled.assignments.equals(direct.assignments)
     assert sampled.profiles.equals(direct.profiles)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_silhouette_equals_scikit_learn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, 4)).astype(np.float32)
+    X[10] = X[11]  # coinciding points
+    labels = rng.integers(0, 6, size=300) * 3  # label ids with gaps
+    labels[0] = 99  # a cluster of one point
+    distances = pairwise_distances(X)
+    expected = silhouette_score(distances, labels, metric="precomputed")
+    # float32 distances are summed in float32 by both, in different orders
+    assert silhouette(distances, labels) == pytest.approx(expected, rel=1e-5)
