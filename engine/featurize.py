@@ -13,7 +13,7 @@ import functools
 import os
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,8 @@ from engine.features import DEFAULT_SESSION_GAP, user_features
 from engine.loading import Dataset, bucket_events
 from engine.schema import BUCKET_DIR, EVENT_TYPE, user_bucket
 from engine.validation import (
+    RULES,
+    WHOLE_INPUT_RULES,
     Policy,
     RuleScan,
     ValidationReport,
@@ -117,14 +119,11 @@ def compute_features(
             dataset, categories, on_bad_rows, quarantine_dir, as_of, session_gap, on_range, out
         )
     if dataset.declared_sorted:
-        fused = _features_if_clean(dataset, categories, as_of, session_gap, bucket_rows)
-        if fused is not None:
-            if out is not None and fused.features is not None:
-                write_parquet_atomic(fused.features, out)
-                fused = dataclasses.replace(fused, features=None)
-            if on_range is not None:
-                on_range(1, 1)
-            return fused
+        checked = _features_if_clean(
+            dataset, categories, as_of, session_gap, bucket_rows, range_users, on_range, out
+        )
+        if checked is not None:
+            return checked
     scanned = scan_rules(
         dataset.events, on_bad_rows=on_bad_rows, declared_sorted=dataset.declared_sorted
     )
@@ -184,17 +183,24 @@ def _features_if_clean(
     as_of: dt.datetime | None,
     session_gap: dt.timedelta,
     max_rows: int,
+    range_users: int,
+    on_range: Callable[[int, int], None] | None,
+    out: str | Path | None,
 ) -> FeatureResult | None:
-    """Sorted input of at most ``max_rows`` rows: the validation scan and the features run
-    as one query (one read of the files). Returns None when a rule is broken, or the input
-    is empty or large; the caller then takes the usual path (which reports, drops or sorts).
+    """Sorted input, clean: the rule checks ride along in the features queries instead of
+    taking a pass of their own. Up to ``max_rows`` rows, validation and features are one
+    query (one read of the files); larger input goes by user ranges (``_checked_ranges``).
+    Returns None, having written nothing, when a rule is broken or the input is empty or of
+    another kind; the caller then takes the usual path (which reports, drops or sorts).
     """
     if dataset.events.collect_schema()["event_type"] != EVENT_TYPE:  # may hold unknown types
         return None
     rows = dataset.events.select(pl.len()).collect().item()  # from Parquet footers
+    trusted = RuleScan(rows, {}, None, None)  # checked below, before anything is returned
+    if rows > max_rows and as_of is None:
+        return _checked_ranges(dataset, categories, session_gap, range_users, on_range, out)
     if not 0 < rows <= max_rows:
         return None
-    trusted = RuleScan(rows, {}, None, None)  # checked below, before anything is returned
     events, _ = validate_events(dataset.events, scanned=trusted)
     if as_of is None:
         # Every row reaches the per-user group-by, so the rule check rides along in it
@@ -220,7 +226,65 @@ def _features_if_clean(
     assert isinstance(ts_max, dt.datetime) and isinstance(user_max, int)
     report = ValidationReport(rows, rows, ts_max=ts_max, user_max=user_max)
     as_of = resolve_as_of(as_of, ts_max)
-    return FeatureResult(features, report, as_of, categories, events.filter(pl.col("ts") <= as_of))
+    if out is not None:
+        write_parquet_atomic(features, out)
+    if on_range is not None:
+        on_range(1, 1)
+    clean = events.filter(pl.col("ts") <= as_of)
+    return FeatureResult(None if out is not None else features, report, as_of, categories, clean)
+
+
+class _BrokenRange(Exception):
+    """A user range of ``_checked_ranges`` holds a row that breaks a rule."""
+
+
+def _checked_ranges(
+    dataset: Dataset,
+    categories: list[str],
+    session_gap: dt.timedelta,
+    range_users: int,
+    on_range: Callable[[int, int], None] | None,
+    out: str | Path | None,
+) -> FeatureResult | None:
+    """Large sorted input with the default as_of, by user_id ranges, in two passes instead
+    of three: one over user_id and ts for the rules that a range cannot see (null ids or
+    timestamps, order), which also gives the bounds; then each range's features query sums
+    the other rules per user. Within sorted input a range's rows are consecutive, so its
+    duplicate check sees the same neighbours as a check over the whole input. Returns None
+    (and leaves ``out`` unwritten) at the first broken row.
+    """
+    whole = (
+        clean_check(dataset.events, WHOLE_INPUT_RULES)
+        .collect(engine="streaming")
+        .row(0, named=True)
+    )
+    if whole["broken"] or not whole["rows"]:
+        return None
+    rows, ts_max, user_max = whole["rows"], whole["ts_max"], int(whole["user_max"])
+    events, _ = validate_events(dataset.events, scanned=RuleScan(rows, {}, None, None))
+    in_range = breaks_any_rule(set(RULES) - WHOLE_INPUT_RULES).alias(_BROKEN)
+
+    def compute(lo: int) -> pl.DataFrame:
+        part = events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
+        features = user_features(
+            part.with_columns(in_range),
+            dataset.products,
+            categories=categories,
+            as_of=ts_max,  # the largest ts: no row is left out unchecked
+            session_gap=session_gap,
+            extra_aggs=[pl.col(_BROKEN).sum()],
+        ).collect(engine="streaming")
+        if features[_BROKEN].sum():
+            raise _BrokenRange
+        return features.drop(_BROKEN)
+
+    parts = [functools.partial(compute, lo) for lo in range(0, user_max + 1, range_users)]
+    try:
+        merged = _collect_parts(parts, on_range, out)
+    except _BrokenRange:
+        return None
+    report = ValidationReport(rows, rows, ts_max=ts_max, user_max=user_max)
+    return FeatureResult(merged, report, ts_max, categories, events)
 
 
 def resolve_as_of(as_of: dt.datetime | None, ts_max: dt.datetime) -> dt.datetime:
@@ -231,7 +295,7 @@ def resolve_as_of(as_of: dt.datetime | None, ts_max: dt.datetime) -> dt.datetime
 
 
 def _collect_parts(
-    parts: list[Callable[[], pl.DataFrame]],
+    parts: Sequence[Callable[[], pl.DataFrame]],
     on_range: Callable[[int, int], None] | None,
     out: str | Path | None,
 ) -> pl.DataFrame | None:

@@ -72,19 +72,23 @@ def test_rule_under_error_names_file_column_and_count(rule: str) -> None:
 @pytest.mark.parametrize("rule", sorted(set(BROKEN) - {"unknown_event_type"}))
 # A given as_of before the broken row: rows after as_of are not featurised, yet checked.
 @pytest.mark.parametrize("as_of", [None, T0 + S], ids=["default-as-of", "given-as-of"])
-def test_small_sorted_input_with_a_broken_row_is_not_featurised_in_one_read(
-    rule: str, as_of: dt.datetime | None
+# Up to bucket_rows rows: one read; above: user ranges of one user each.
+@pytest.mark.parametrize("bucket_rows", [5_000_000, 0], ids=["one-read", "user-ranges"])
+def test_sorted_input_with_a_broken_row_is_not_featurised_with_checks_riding_along(
+    rule: str, as_of: dt.datetime | None, bucket_rows: int
 ) -> None:
-    # Our own layout (sorted, event_type an Enum) takes the one-read path, where the rule
-    # check runs inside the features query: a broken row must still stop it.
+    # Our own layout (sorted, event_type an Enum) has the rule checks run inside the
+    # features queries (and a pass over user_id and ts for the ranges): a broken row must
+    # still stop them, with the usual message.
     events = raw([*GOOD, BROKEN[rule]]).with_columns(pl.col("event_type").cast(EVENT_TYPE))
     ds = Dataset(events, None, None, None, Path("events.parquet"), declared_sorted=True)
+    options = {"as_of": as_of, "bucket_rows": bucket_rows, "range_users": 1}
     with pytest.raises(DataValidationError, match=re.escape(f"column {RULES[rule][0]}: 1 rows")):
-        compute_features(ds, as_of=as_of)
+        compute_features(ds, **options)
     clean = dataclasses.replace(
         ds, events=raw(GOOD).with_columns(pl.col("event_type").cast(EVENT_TYPE))
     )
-    result = compute_features(clean, as_of=as_of)
+    result = compute_features(clean, **options)
     expected = [2, 2] if as_of is None else [2, 1]
     assert result.features is not None and result.features["n_events"].to_list() == expected
     assert result.report.ts_max == T0 + 2 * S and result.report.user_max == 2
