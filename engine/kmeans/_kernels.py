@@ -128,7 +128,9 @@ def assign_chunks(X, centers, weights, labels, chunk_inertia, chunk_sums, chunk_
             rows = min(8, stop - block)
             source, row = X, block
             if rows < 8:
-                tail[:rows] = X[block:stop]
+                for r in range(rows):  # (a slice assignment here tripled the compile time)
+                    for j in range(X.shape[1]):
+                        tail[r, j] = X[block + r, j]
                 source, row = tail, 0
             _nearest8(source, row, centers, block_labels, block_d)
             for r in range(rows):
