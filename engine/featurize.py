@@ -155,13 +155,8 @@ def compute_features(
             declared_sorted=dataset.declared_sorted,
             scanned=scanned,
         )
-        if report.resorted:  # small enough for one in-memory sort
-            parts = [events]
-        else:  # sorted input: user_id ranges, pushed down to the Parquet row groups
-            parts = [
-                events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
-                for lo in range(0, user_max + 1, range_users)
-            ]
+        # Resorted input was small enough for one in-memory sort; sorted input goes by ranges.
+        parts = [events] if report.resorted else user_ranges(events, user_max, range_users)
 
     def compute(part: pl.LazyFrame) -> pl.DataFrame:
         return user_features(
@@ -196,11 +191,11 @@ def _features_if_clean(
     if dataset.events.collect_schema()["event_type"] != EVENT_TYPE:  # may hold unknown types
         return None
     rows = dataset.events.select(pl.len()).collect().item()  # from Parquet footers
-    trusted = RuleScan(rows, {}, None, None)  # checked below, before anything is returned
     if rows > max_rows and as_of is None:
         return _checked_ranges(dataset, categories, session_gap, range_users, on_range, out)
     if not 0 < rows <= max_rows:
         return None
+    trusted = RuleScan(rows, {}, None, None)  # checked below, before anything is returned
     events, _ = validate_events(dataset.events, scanned=trusted)
     if as_of is None:
         # Every row reaches the per-user group-by, so the rule check rides along in it
@@ -234,6 +229,15 @@ def _features_if_clean(
     return FeatureResult(None if out is not None else features, report, as_of, categories, clean)
 
 
+def user_ranges(events: pl.LazyFrame, user_max: int, range_users: int) -> list[pl.LazyFrame]:
+    """The events of users 0..user_max in ranges of ``range_users`` ids: filters that the
+    Parquet scan pushes down to row-group statistics."""
+    return [
+        events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
+        for lo in range(0, user_max + 1, range_users)
+    ]
+
+
 class _BrokenRange(Exception):
     """A user range of ``_checked_ranges`` holds a row that breaks a rule."""
 
@@ -264,8 +268,7 @@ def _checked_ranges(
     events, _ = validate_events(dataset.events, scanned=RuleScan(rows, {}, None, None))
     in_range = breaks_any_rule(set(RULES) - WHOLE_INPUT_RULES).alias(_BROKEN)
 
-    def compute(lo: int) -> pl.DataFrame:
-        part = events.filter((pl.col("user_id") >= lo) & (pl.col("user_id") < lo + range_users))
+    def compute(part: pl.LazyFrame) -> pl.DataFrame:
         features = user_features(
             part.with_columns(in_range),
             dataset.products,
@@ -278,7 +281,7 @@ def _checked_ranges(
             raise _BrokenRange
         return features.drop(_BROKEN)
 
-    parts = [functools.partial(compute, lo) for lo in range(0, user_max + 1, range_users)]
+    parts = [functools.partial(compute, p) for p in user_ranges(events, user_max, range_users)]
     try:
         merged = _collect_parts(parts, on_range, out)
     except _BrokenRange:

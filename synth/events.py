@@ -309,8 +309,7 @@ def events_block(
     copy_prev = np.sort(np.concatenate([browse_idx, tail_carts]))
     product[copy_prev] = product[copy_prev - 1]
     product[removes] = product[removes - 1]
-    bought_from_end = tail_from_end[is_bought]
-    product[bought] = product[bought - (tail_m[is_bought] + bought_from_end + 1)]
+    product[bought] = product[bought - (tail_m[is_bought] + tail_from_end[is_bought] + 1)]
 
     promo = _uniform16(rng, n_e) < _u16_threshold(config.promo_prob)
     promo[bargain_idx[event_type[bargain_idx] != VIEW]] = True
