@@ -158,7 +158,7 @@ def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
     """Mean silhouette coefficient, as scikit-learn's ``silhouette_score`` with
     ``metric="precomputed"`` defines it (0 for a point alone in its cluster), from a square
     matrix of pairwise distances: the per-cluster distance sums are one matrix product,
-    ~30x faster than scikit-learn's chunked reduction on the 4,000-row sample."""
+    ~6x faster than scikit-learn's chunked reduction on the 4,000-row sample."""
     n = labels.size
     present, codes = np.unique(labels, return_inverse=True)
     onehot = np.zeros((n, present.size), dtype=distances.dtype)
