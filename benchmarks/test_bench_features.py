@@ -2,7 +2,7 @@
 
 pandas reads its subset from Parquet and computes (what a notebook does); DuckDB reads the
 Parquet files itself; ours includes loading and validation. Guards (2 cores; measured in the
-ci profile: 6.9-7.0x DuckDB, 8.7-9.7x pandas, 7.3-7.4x the decode floor): ours at least 1.3x
+ci profile: 6.9-7.1x DuckDB, 8.7-9.7x pandas, 6.9-7.4x the decode floor): ours at least 1.3x
 DuckDB, 1.8x pandas, within 40x of the decode floor. Quality: identical row counts and
 n_events totals, and revenue equal to DuckDB's for every user.
 """
