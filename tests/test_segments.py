@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 from sklearn.metrics import pairwise_distances, silhouette_score
 
 import engine.segments as segments_module
@@ -17,7 +18,14 @@ from engine.featurize import compute_features
 from engine.insights import persona_agreement
 from engine.loading import load_dataset
 from engine.naming import name_segments
-from engine.segments import prepare, segment, silhouette
+from engine.segments import (
+    CATEGORY_BLOCK_WEIGHT,
+    LOG_COLUMNS,
+    RATE_COLUMNS,
+    prepare,
+    segment,
+    silhouette,
+)
 from synth import SynthConfig, generate_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "segments_small.json"
@@ -35,6 +43,28 @@ def test_prepare_standardises(small_features: pl.DataFrame) -> None:
     np.testing.assert_allclose(matrix[:, behaviour].mean(axis=0), 0, atol=1e-4)
     np.testing.assert_allclose(matrix[:, behaviour].std(axis=0), 1, atol=1e-3)
     assert np.isfinite(matrix).all()
+
+
+def test_prepare_matches_a_whole_array_numpy_reference(small_features: pl.DataFrame) -> None:
+    """prepare builds the matrix a column at a time (and in a given row order); the
+    reference is the textbook whole-array formula of the module docstring."""
+    window = small_features["tenure_days"].max()
+    logs = [np.log1p(small_features[c].cast(pl.Float64).to_numpy()) for c in LOG_COLUMNS]
+    rates = [small_features[c].cast(pl.Float64).to_numpy() for c in RATE_COLUMNS]
+    recency = [small_features["recency_days"].to_numpy() / window]
+    share_cols = [c for c in small_features.columns if c.startswith("share_")]
+    shares = [small_features[c].cast(pl.Float64).to_numpy() for c in share_cols]
+    raw = np.nan_to_num(np.column_stack(logs + rates + recency + shares))
+    mean, std = raw.mean(axis=0), raw.std(axis=0)
+    expected = (raw - mean) / np.where(std > 0, std, 1.0)
+    expected[:, -len(share_cols) :] *= np.sqrt(CATEGORY_BLOCK_WEIGHT / len(share_cols))
+
+    matrix, columns = prepare(small_features)
+    assert columns[-len(share_cols) :] == share_cols
+    np.testing.assert_allclose(matrix, expected, rtol=1e-5, atol=1e-5)
+    order = np.random.default_rng(0).permutation(small_features.height)
+    reordered, _ = prepare(small_features, order)
+    np.testing.assert_array_equal(reordered, matrix[order])
 
 
 def _profile(**overrides: float) -> dict[str, float]:
@@ -107,6 +137,22 @@ def test_segmentation_is_deterministic(small_features: pl.DataFrame) -> None:
     a = segment(small_features, k=4, seed=3)
     b = segment(small_features, k=4, seed=3)
     assert a.assignments.equals(b.assignments)
+
+
+def test_segments_do_not_depend_on_row_order_or_chunks(small_features: pl.DataFrame) -> None:
+    """K-Means sees users in hash order whatever order they come in; their labels must go
+    back to the right rows, also when the frame is made of several chunks (a features file
+    read back)."""
+    expected = segment(small_features, k=5, seed=1)
+    shuffled = small_features.sample(fraction=1.0, shuffle=True, seed=7)
+    third = shuffled.height // 3
+    chunked = pl.concat(
+        [shuffled[:third], shuffled[third : 2 * third], shuffled[2 * third :]], rechunk=False
+    )
+    assert chunked["user_id"].n_chunks() == 3
+    seg = segment(chunked, k=5, seed=1)
+    assert seg.assignments.equals(expected.assignments)
+    assert_frame_equal(seg.profiles, expected.profiles, rel_tol=1e-9)
 
 
 def test_bad_input() -> None:
