@@ -20,8 +20,9 @@ import polars as pl
 DEFAULT_SESSION_GAP = dt.timedelta(minutes=30)
 US_PER_DAY = 86_400_000_000
 DAYS_PER_US = 1.0 / US_PER_DAY
-# Product ids below this get categories from a lookup array (2 bytes per id) instead of a join.
-MAX_LOOKUP_PRODUCT_ID = 1 << 24
+# Ids below this (product ids, user ids) are looked up in an array indexed by id instead of
+# joined (``dense_lookup``).
+MAX_LOOKUP_KEY = 1 << 24
 
 CORE_FEATURES: tuple[str, ...] = (
     "n_events",
@@ -91,6 +92,24 @@ def _cart_and_purchase_sessions(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def dense_lookup(
+    keys: pl.Series, values: pl.Series, key: pl.Expr, default: str | int | None = None
+) -> pl.Expr | None:
+    """``values[keys == key]`` for every row, through an array indexed by key: ~20x
+    cheaper than a hash join on the streaming engine. Keys absent from ``keys`` give
+    ``default`` (null unless given).
+
+    None when ``keys`` are not unsigned integers below MAX_LOOKUP_KEY (2 to 4 bytes per
+    slot), or are empty: the caller joins instead.
+    """
+    top = keys.max() if keys.dtype.is_unsigned_integer() else None
+    if not isinstance(top, int) or top >= MAX_LOOKUP_KEY:
+        return None
+    # One slot past the largest key keeps the default: larger keys are clipped onto it.
+    table = pl.repeat(default, top + 2, dtype=values.dtype, eager=True).scatter(keys, values)
+    return pl.lit(table).gather(key.clip(upper_bound=top + 1))
+
+
 def _with_category_codes(
     events: pl.LazyFrame, products: pl.LazyFrame, ordered: list[str]
 ) -> pl.LazyFrame:
@@ -98,9 +117,8 @@ def _with_category_codes(
     ``ordered``; null for products without a known category), so that the per-user view
     counts compare integers, not strings.
 
-    Dense product ids (the usual case) are looked up in an array indexed by product_id,
-    ~20x cheaper than a hash join on the streaming engine; this reads the products table
-    (small: one row per product) while the plan is built. Sparse ids take the join.
+    Dense product ids (the usual case) go through ``dense_lookup``; this reads the products
+    table (small: one row per product) while the plan is built. Sparse ids take the join.
     """
     codes = products.select(
         "product_id",
@@ -110,15 +128,9 @@ def _with_category_codes(
     )
     if products.collect_schema()["product_id"].is_unsigned_integer():
         table = codes.collect()
-        top = table["product_id"].max()
-        if isinstance(top, int) and top < MAX_LOOKUP_PRODUCT_ID:
-            # One slot past the largest id stays null: ids beyond it (products missing from
-            # the products table) are clipped onto it.
-            lookup = pl.Series("_cat", [None] * (top + 2), dtype=pl.UInt16).scatter(
-                table["product_id"], table["_cat"]
-            )
-            slot = pl.col("product_id").clip(upper_bound=top + 1)
-            return events.with_columns(pl.lit(lookup).gather(slot).alias("_cat"))
+        lookup = dense_lookup(table["product_id"], table["_cat"], pl.col("product_id"))
+        if lookup is not None:
+            return events.with_columns(lookup.alias("_cat"))
     return events.join(codes, on="product_id", how="left")
 
 

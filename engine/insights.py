@@ -11,17 +11,29 @@ import datetime as dt
 import polars as pl
 from sklearn.metrics import adjusted_rand_score
 
-from engine.features import DEFAULT_SESSION_GAP, sessionize
+from engine.features import DEFAULT_SESSION_GAP, dense_lookup, sessionize
 
 DEFAULT_CONVERSION_WINDOW = dt.timedelta(days=7)
 STAGES = ("view", "add_to_cart", "purchase")
 ALL = "all users"
+NO_CATEGORY = "(none)"
 
 
 def _with_segment(frame: pl.LazyFrame, segments: pl.LazyFrame | None) -> pl.LazyFrame:
+    """Add ``segment_name`` (an Enum: grouped as integers; the tables cast it back to
+    String) to rows with a user_id; rows of users without a segment are dropped.
+
+    Dense user ids are looked up (``dense_lookup``) instead of joined: the segments table
+    (one row per user) is read while the plan is built.
+    """
     if segments is None:
         return frame.with_columns(pl.lit(ALL).alias("segment_name"))
-    return frame.join(segments.select("user_id", "segment_name"), on="user_id", how="inner")
+    table = segments.select("user_id", "segment_name").collect()
+    names = table["segment_name"].cast(pl.Enum(sorted(set(table["segment_name"]))))
+    lookup = dense_lookup(table["user_id"], names, pl.col("user_id"))
+    if lookup is None:
+        return frame.join(table.lazy(), on="user_id", how="inner")
+    return frame.with_columns(lookup.alias("segment_name")).drop_nulls("segment_name")
 
 
 def user_funnel(
@@ -71,7 +83,11 @@ def user_funnel(
 
 def _stage_table(flags: pl.LazyFrame, unit: str) -> pl.LazyFrame:
     """Long table: segment_name, stage, <unit>, share of the previous stage and of the first."""
-    counts = flags.group_by("segment_name").agg(pl.col(s).sum() for s in STAGES)
+    counts = (
+        flags.group_by("segment_name")
+        .agg(pl.col(s).sum() for s in STAGES)
+        .with_columns(pl.col("segment_name").cast(pl.String))
+    )
     long = counts.unpivot(index="segment_name", variable_name="stage", value_name=unit)
     order = pl.col("stage").replace_strict({s: i for i, s in enumerate(STAGES)})
     long = long.with_columns(order.alias("step")).sort("segment_name", "step")
@@ -144,13 +160,20 @@ def category_preference(
 ) -> pl.LazyFrame:
     """Per segment and category: views, share of the segment's views, and lift.
 
-    lift = share in the segment / share among all users' views (1 = no preference).
+    lift = share in the segment / share among all users' views (1 = no preference). Views
+    of products without a category (or missing from ``products``) count as "(none)".
     """
-    views = (
-        events.filter(pl.col("event_type") == "view")
-        .join(products.select("product_id", "category"), on="product_id", how="left")
-        .with_columns(pl.col("category").fill_null("(none)"))
-    )
+    table = products.select("product_id", "category").collect()
+    category = table["category"].fill_null(NO_CATEGORY)
+    category = category.cast(pl.Enum(sorted({*category, NO_CATEGORY})))
+    views = events.filter(pl.col("event_type") == "view").select("user_id", "product_id")
+    lookup = dense_lookup(table["product_id"], category, pl.col("product_id"), NO_CATEGORY)
+    if lookup is None:  # sparse or signed ids: a join
+        views = views.join(
+            table.lazy().with_columns(category), on="product_id", how="left"
+        ).with_columns(pl.col("category").cast(pl.String).fill_null(NO_CATEGORY))
+    else:
+        views = views.with_columns(lookup.alias("category"))
     per_segment = (
         _with_segment(views, segments)
         .group_by("segment_name", "category")
@@ -165,6 +188,7 @@ def category_preference(
     )
     return (
         per_segment.join(overall, on="category")
+        .with_columns(pl.col("segment_name", "category").cast(pl.String))
         .with_columns((pl.col("views") / pl.col("views").sum().over("segment_name")).alias("share"))
         .with_columns((pl.col("share") / pl.col("overall_share")).alias("lift"))
         .select("segment_name", "category", "views", "share", "overall_share", "lift")

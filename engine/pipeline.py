@@ -65,23 +65,26 @@ def insight_tables(
 ) -> dict[str, pl.DataFrame]:
     """Collect every insight table (small) for the report and the insights/ folder."""
     segments = seg.assignments.lazy()
-    tables = {
-        "funnel": insights.funnel(events, segments, window),
-        "session_funnel": insights.session_funnel(events, segments, session_gap),
-        "revenue_by_segment": insights.revenue_by_segment(features.lazy(), segments),
-    }
-    interest = insights.product_interest(events, dataset.products)
-    tables["product_interest"] = interest
-    tables["viewed_not_bought"] = insights.viewed_not_bought(interest)
-    tables["interest_correlation"] = insights.interest_rank_correlation(interest)
-    if dataset.products is not None:
-        tables["category_preference"] = insights.category_preference(
-            events, dataset.products, segments
-        )
     # One query at a time: run together (collect_all), every table's state is alive at once
     # and the shared scan buffers input for the slowest branch (1.27 GB instead of 1.05 GB
     # at 10M events, for the same time).
-    return {name: table.collect(engine="streaming") for name, table in tables.items()}
+    collect = lambda query: query.collect(engine="streaming")  # noqa: E731
+    tables = {
+        "funnel": collect(insights.funnel(events, segments, window)),
+        "session_funnel": collect(insights.session_funnel(events, segments, session_gap)),
+        "revenue_by_segment": collect(insights.revenue_by_segment(features.lazy(), segments)),
+    }
+    # Product interest is read once, and two tables derive from it (one pass over the
+    # events instead of three).
+    interest = collect(insights.product_interest(events, dataset.products))
+    tables["product_interest"] = interest
+    tables["viewed_not_bought"] = insights.viewed_not_bought(interest.lazy()).collect()
+    tables["interest_correlation"] = insights.interest_rank_correlation(interest.lazy()).collect()
+    if dataset.products is not None:
+        tables["category_preference"] = collect(
+            insights.category_preference(events, dataset.products, segments)
+        )
+    return tables
 
 
 def run_pipeline(

@@ -176,7 +176,7 @@ def test_sparse_product_ids_join_and_project(
     events = pl.scan_parquet(small_dataset / "events" / "*.parquet")
     products = pl.scan_parquet(small_dataset / "products.parquet")
     dense = user_features(events, products, categories=["books", "toys"]).collect()
-    monkeypatch.setattr(features_module, "MAX_LOOKUP_PRODUCT_ID", 0)  # every id is "sparse"
+    monkeypatch.setattr(features_module, "MAX_LOOKUP_KEY", 0)  # every id is "sparse"
     query = user_features(events, products, categories=["books", "toys"])
     plan = query.explain(engine="streaming")
     products_scan = plan[plan.index("products.parquet") :].split("ESTIMATED ROWS")[0]

@@ -1,14 +1,18 @@
-"""Insight definitions on tiny hand-worked logs."""
+"""Insight definitions on tiny hand-worked logs; lookups against joins on generated data."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
+import engine.features as features_module
 from engine import insights
 from engine.features import user_features
+from engine.loading import load_dataset
 from engine.schema import EVENTS_SCHEMA
 
 T0 = dt.datetime(2026, 2, 2, 9, tzinfo=dt.UTC)
@@ -77,6 +81,69 @@ def test_category_preference_lift() -> None:
     assert got[("X", "b")] == pytest.approx((0.5, 2.0))
     assert got[("Y", "a")] == pytest.approx((1.0, 4 / 3))
     assert ("Y", "b") not in got
+
+
+@pytest.fixture(params=["lookup", "join"])
+def segment_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Dense ids take the lookup arrays; with MAX_LOOKUP_KEY = 0 every id is "sparse" and
+    takes the joins. Both must give the same tables."""
+    if request.param == "join":
+        monkeypatch.setattr(features_module, "MAX_LOOKUP_KEY", 0)
+    return str(request.param)
+
+
+def test_category_preference_unknown_products_and_users_without_a_segment(
+    segment_path: str,
+) -> None:
+    more = pl.DataFrame(
+        [
+            (4, T0 + M, "view", 99, 1.0),  # a product missing from PRODUCTS: "(none)"
+            (5, T0, "view", 2, 4.0),  # a user without a segment: only in the overall shares
+        ],
+        schema=EVENTS_SCHEMA,
+        orient="row",
+    ).lazy()
+    events = pl.concat([EVENTS, more]).sort("user_id", "ts")
+    table = insights.category_preference(events, PRODUCTS, SEGMENTS).collect()
+    assert table.schema["segment_name"] == pl.String and table.schema["category"] == pl.String
+    got = {
+        (r["segment_name"], r["category"]): (r["views"], r["lift"])
+        for r in table.iter_rows(named=True)
+    }
+    # overall: a 3, b 2, (none) 1 of 6 views
+    assert got == {
+        ("X", "a"): (1, pytest.approx(1.0)),
+        ("X", "b"): (1, pytest.approx(1.5)),
+        ("Y", "(none)"): (1, pytest.approx(2.0)),
+        ("Y", "a"): (2, pytest.approx(4 / 3)),
+    }
+    funnel = insights.funnel(events, SEGMENTS).collect()
+    assert funnel.schema["segment_name"] == pl.String
+    assert funnel.filter(pl.col("stage") == "view")["users"].sum() == 4  # user 5 left out
+
+
+def test_lookups_and_joins_agree_on_generated_data(small_dataset: Path) -> None:
+    """The segment and category lookups against the joins they replace, on real data (the
+    planted personas stand in for segments)."""
+    data = load_dataset(small_dataset)
+    personas = pl.read_parquet(small_dataset / "truth" / "personas.parquet")
+    segments = personas.select("user_id", pl.col("persona").cast(pl.String).alias("segment_name"))
+
+    def tables() -> list[pl.DataFrame]:
+        queries = [
+            insights.funnel(data.events, segments.lazy()),
+            insights.session_funnel(data.events, segments.lazy()),
+            insights.category_preference(data.events, data.products, segments.lazy()),
+        ]
+        return [q.collect(engine="streaming") for q in queries]
+
+    looked_up = tables()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(features_module, "MAX_LOOKUP_KEY", 0)
+        joined = tables()
+    for a, b in zip(looked_up, joined, strict=True):
+        assert a.height > 0
+        assert_frame_equal(a, b)
 
 
 def test_product_interest_and_rank_correlation() -> None:
