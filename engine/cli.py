@@ -439,15 +439,20 @@ def report(
     """Compute the insights and write report.html from earlier features and segments."""
     from engine.featurize import FeatureResult
     from engine.naming import name_segments
-    from engine.pipeline import insights_and_report
-    from engine.segments import Segmentation, profile
+    from engine.pipeline import REPORT_FEATURE_COLUMNS, insights_and_report
+    from engine.segments import Segmentation, merge_profiles, profile_partial
     from engine.validation import ValidationReport
 
     dataset = _load(data, fmt, preset, columns)
-    feats = pl.read_parquet(features_path)
     assignments = pl.read_parquet(segments_path)
-    with_segment = feats.join(assignments.select("user_id", "segment"), on="user_id")
-    profiles = profile(with_segment)
+    # The profiles stream over the features file; only the columns the KPIs and the
+    # revenue table need are held in memory (the whole table was 0.6 GB at 2.75M users,
+    # and its join with the segments as much again).
+    with_segment = pl.scan_parquet(features_path).join(
+        assignments.lazy().select("user_id", "segment"), on="user_id"
+    )
+    profiles = merge_profiles([profile_partial(with_segment)], assignments["segment"].n_unique())
+    feats = pl.read_parquet(features_path, columns=list(REPORT_FEATURE_COLUMNS))
     names = dict(assignments.select("segment", "segment_name").unique().iter_rows())
     _, rules = name_segments(profiles)
     profiles = profiles.with_columns(

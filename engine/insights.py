@@ -29,7 +29,7 @@ def _with_segment(frame: pl.LazyFrame, segments: pl.LazyFrame | None) -> pl.Lazy
     if segments is None:
         return frame.with_columns(pl.lit(ALL).alias("segment_name"))
     table = segments.select("user_id", "segment_name").collect()
-    names = table["segment_name"].cast(pl.Enum(sorted(set(table["segment_name"]))))
+    names = table["segment_name"].cast(pl.Enum(table["segment_name"].unique().sort()))
     lookup = dense_lookup(table["user_id"], names, pl.col("user_id"))
     if lookup is None:
         return frame.join(table.lazy(), on="user_id", how="inner")
@@ -165,7 +165,9 @@ def category_preference(
     """
     table = products.select("product_id", "category").collect()
     category = table["category"].fill_null(NO_CATEGORY)
-    category = category.cast(pl.Enum(sorted({*category, NO_CATEGORY})))
+    category = category.cast(
+        pl.Enum(pl.concat([category, pl.Series([NO_CATEGORY])]).unique().sort())
+    )
     views = events.filter(pl.col("event_type") == "view").select("user_id", "product_id")
     lookup = dense_lookup(table["product_id"], category, pl.col("product_id"), NO_CATEGORY)
     if lookup is None:  # sparse or signed ids: a join
@@ -264,7 +266,10 @@ def revenue_by_segment(features: pl.LazyFrame, segments: pl.LazyFrame) -> pl.Laz
 def persona_agreement(segments: pl.DataFrame, truth: pl.DataFrame) -> tuple[float, pl.DataFrame]:
     """Adjusted Rand index between segments and planted personas, and the contingency table."""
     joined = segments.join(truth, on="user_id", how="inner")
-    ari = float(adjusted_rand_score(joined["persona"], joined["segment"]))
+    # Integer codes: scikit-learn would sort the persona strings as Python objects (3.5x
+    # slower for 2.75M users).
+    personas = joined["persona"].rank("dense").to_numpy()
+    ari = float(adjusted_rand_score(personas, joined["segment"].to_numpy()))
     table = (
         joined.group_by("segment", "segment_name", "persona")
         .len()

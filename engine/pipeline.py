@@ -31,6 +31,10 @@ from engine.validation import Policy
 Progress = Callable[[str], None]
 
 
+# The feature columns that insights_and_report reads (KPIs, revenue by segment).
+REPORT_FEATURE_COLUMNS = ("user_id", "n_events", "n_purchases", "revenue")
+
+
 @dataclass
 class RunResult:
     """Paths written, headline figures and per-stage seconds."""

@@ -393,13 +393,15 @@ def _numeric(schema: pl.Schema) -> list[str]:
     ]
 
 
-def profile_partial(with_segment: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+def profile_partial(
+    with_segment: pl.DataFrame | pl.LazyFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Mergeable profile parts of some users: per segment the user count, buyers, and sum
     and non-null count of every numeric feature; and users per (segment, top_category)."""
-    numeric = _numeric(with_segment.schema)
     # Streaming: the Float64 casts go morsel by morsel (in memory they were whole-column
     # copies of every feature, +0.8 GB for 2.75M users).
     users = with_segment.lazy()
+    numeric = _numeric(users.collect_schema())
     sums = users.group_by("segment").agg(
         pl.len().alias("users"),
         (pl.col("n_purchases") > 0).sum().alias("buyers"),
