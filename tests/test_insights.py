@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+import duckdb
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
@@ -53,6 +54,23 @@ def test_user_funnel_is_strict_and_windowed() -> None:
     ]
     wide = insights.user_funnel(EVENTS, window=dt.timedelta(days=9)).collect().sort("user_id")
     assert wide["add_to_cart"].to_list() == [True, True, False, False]
+
+
+def test_user_funnel_purchase_must_follow_the_qualifying_cart() -> None:
+    events = pl.DataFrame(
+        [
+            (7, T0, "view", 1, 10.0),
+            (7, T0 + M, "purchase", 1, 10.0),  # before the cart: not the purchase step
+            (7, T0 + 2 * M, "add_to_cart", 1, 10.0),
+            (8, T0, "view", 1, 10.0),
+            (8, T0 + M, "add_to_cart", 1, 10.0),
+            (8, T0 + dt.timedelta(days=7, minutes=1), "purchase", 1, 10.0),  # at the window
+        ],
+        schema=EVENTS_SCHEMA,
+        orient="row",
+    ).lazy()
+    flags = insights.user_funnel(events).collect().sort("user_id")
+    assert flags.rows() == [(7, True, True, False), (8, True, True, True)]
 
 
 def test_funnel_table() -> None:
@@ -144,6 +162,47 @@ def test_lookups_and_joins_agree_on_generated_data(small_dataset: Path) -> None:
     for a, b in zip(looked_up, joined, strict=True):
         assert a.height > 0
         assert_frame_equal(a, b)
+
+
+DUCKDB_USER_FUNNEL = """
+WITH fv AS (
+    SELECT user_id, min(ts) AS first_view FROM events WHERE event_type = 'view' GROUP BY user_id
+), fc AS (
+    SELECT e.user_id, min(e.ts) AS first_cart
+    FROM events e JOIN fv USING (user_id)
+    WHERE e.event_type = 'add_to_cart' AND e.ts >= fv.first_view
+    GROUP BY e.user_id
+    HAVING min(e.ts) - any_value(fv.first_view) <= INTERVAL 7 DAY
+), fp AS (
+    SELECT e.user_id
+    FROM events e JOIN fc USING (user_id)
+    WHERE e.event_type = 'purchase' AND e.ts >= fc.first_cart
+    GROUP BY e.user_id
+    HAVING min(e.ts) - any_value(fc.first_cart) <= INTERVAL 7 DAY
+)
+SELECT u.user_id,
+       fv.user_id IS NOT NULL AS view,
+       fc.user_id IS NOT NULL AS add_to_cart,
+       fp.user_id IS NOT NULL AS purchase
+FROM (SELECT DISTINCT user_id FROM events) u
+LEFT JOIN fv USING (user_id) LEFT JOIN fc USING (user_id) LEFT JOIN fp USING (user_id)
+ORDER BY u.user_id
+"""
+
+
+def test_user_funnel_matches_duckdb_on_generated_data(small_dataset: Path) -> None:
+    ours = insights.user_funnel(load_dataset(small_dataset).events).collect().sort("user_id")
+    events = (
+        pl.read_parquet(small_dataset / "events")
+        .with_columns(pl.col("event_type").cast(pl.String))
+        .to_arrow()
+    )
+    con = duckdb.connect()
+    con.register("events", events)
+    theirs = con.sql(DUCKDB_USER_FUNNEL).pl()
+    assert isinstance(theirs, pl.DataFrame)
+    assert ours["purchase"].sum() > 0 and not ours["add_to_cart"].all()
+    assert_frame_equal(ours, theirs, check_dtypes=False)
 
 
 def test_product_interest_and_rank_correlation() -> None:
