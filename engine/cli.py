@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.exceptions import EcomscaleError
+from engine.exceptions import DataValidationError, EcomscaleError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +46,14 @@ def friendly_errors(func: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _require_columns(path: Path, needed: tuple[str, ...], hint: str) -> None:
+    """A one-line error when the Parquet file at ``path`` lacks any of ``needed``."""
+    present = set(pl.scan_parquet(path).collect_schema().names())
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataValidationError(f"{path}: no column {', '.join(missing)}. Hint: {hint}")
 
 
 def _progress() -> Progress:
@@ -443,6 +451,14 @@ def report(
     from engine.segments import Segmentation, merge_profiles, profile_partial
     from engine.validation import ValidationReport
 
+    _require_columns(
+        features_path,
+        (*REPORT_FEATURE_COLUMNS, "top_category"),
+        "compute them with `ecomscale features`",
+    )
+    _require_columns(
+        segments_path, ("user_id", "segment", "segment_name"), "make them with `ecomscale segment`"
+    )
     dataset = _load(data, fmt, preset, columns)
     assignments = pl.read_parquet(segments_path)
     # The profiles stream over the features file; only the columns the KPIs and the

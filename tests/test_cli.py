@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import main
+from synth import SynthConfig, generate_dataset
 
 
 def ecomscale(*args: str) -> subprocess.CompletedProcess[str]:
@@ -101,3 +102,30 @@ def test_run_on_dirty_data_needs_a_policy(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "o2" / "quarantine" / "quarantine.parquet").exists()
+
+
+def test_report_names_a_missing_feature_or_segment_column(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    generate_dataset(SynthConfig(users=300, seed=1), data)
+    feats, segs = tmp_path / "f.parquet", tmp_path / "s.parquet"
+    pl.DataFrame({"user_id": pl.Series([1], dtype=pl.UInt32), "n_events": [3]}).write_parquet(feats)
+    pl.DataFrame({"user_id": [1], "segment": [0]}).write_parquet(segs)
+    proc = ecomscale(
+        "report", str(data), "--features", str(feats), "--segments", str(segs), "--out", "r"
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0
+    assert f"{feats}: no column n_purchases, revenue, top_category" in proc.stderr
+    pl.DataFrame(
+        {
+            "user_id": pl.Series([1], dtype=pl.UInt32),
+            "n_events": [3],
+            "n_purchases": [0],
+            "revenue": [0.0],
+            "top_category": ["books"],
+        }
+    ).write_parquet(feats)
+    proc = ecomscale(
+        "report", str(data), "--features", str(feats), "--segments", str(segs), "--out", "r"
+    )
+    assert proc.returncode == 2 and f"{segs}: no column segment_name" in proc.stderr
