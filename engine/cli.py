@@ -397,8 +397,10 @@ def segment(
 ) -> None:
     """Cluster users (features.parquet) into named segments."""
     from engine.featurize import write_parquet_atomic
+    from engine.segments import NEEDED_COLUMNS
     from engine.segments import segment as run_segment
 
+    _require_columns(features_path, NEEDED_COLUMNS, "compute them with `ecomscale features`")
     with _cluster(scheduler, local_cluster) as client, console.status("segmenting"):
         if client is None:
             seg = run_segment(pl.read_parquet(features_path), k=_parse_k(k), seed=seed)  # type: ignore[arg-type]

@@ -40,6 +40,8 @@ LOG_COLUMNS = (
 )
 RATE_COLUMNS = ("view_to_cart", "remove_rate")
 TIME_COLUMNS = ("recency_days",)
+# The feature columns ``segment`` reads (besides any share_<category> columns).
+NEEDED_COLUMNS = ("user_id", *LOG_COLUMNS, *RATE_COLUMNS, *TIME_COLUMNS, "tenure_days")
 CATEGORY_BLOCK_WEIGHT = 16.0
 K_MIN, K_MAX = 3, 10
 N_INIT = 5
@@ -107,8 +109,7 @@ def window_of(features: pl.DataFrame) -> float:
     Raises:
         DataValidationError: when ``features`` lack a column K-Means needs.
     """
-    needed = (*LOG_COLUMNS, *RATE_COLUMNS, *TIME_COLUMNS, "tenure_days")
-    missing = [c for c in needed if c not in features.columns]
+    missing = [c for c in NEEDED_COLUMNS if c not in features.columns]
     if missing:
         raise DataValidationError(
             f"features lack {missing}. Hint: compute them with `ecomscale features`"
@@ -323,6 +324,7 @@ def segment(
         raise DataValidationError(f"need at least 2 users to segment, got {n}")
     if k != "auto" and (not isinstance(k, int) or k < 1 or k > n):
         raise ConfigError(f"k must be 'auto' or an integer in [1, {n}], got {k!r}")
+    window_of(features)  # every needed column is there (a one-line error if not)
     # K-Means sees the users in hash order (as every backend does); the labels go back
     # to the features' own order.
     order = hash_order(features)

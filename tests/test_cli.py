@@ -129,3 +129,11 @@ def test_report_names_a_missing_feature_or_segment_column(tmp_path: Path) -> Non
         "report", str(data), "--features", str(feats), "--segments", str(segs), "--out", "r"
     )
     assert proc.returncode == 2 and f"{segs}: no column segment_name" in proc.stderr
+
+
+def test_segment_names_a_missing_feature_column(tmp_path: Path) -> None:
+    feats = tmp_path / "f.parquet"
+    pl.DataFrame({"n_events": [3, 4]}).write_parquet(feats)
+    proc = ecomscale("segment", str(feats), "--out", str(tmp_path / "s.parquet"))
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert f"{feats}: no column user_id, events_per_session" in proc.stderr

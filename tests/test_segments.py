@@ -161,6 +161,8 @@ def test_bad_input() -> None:
         segment(one)
     with pytest.raises(DataValidationError, match="features lack"):
         segment(pl.DataFrame({"user_id": [1, 2]}))
+    with pytest.raises(DataValidationError, match=r"features lack \['user_id', "):
+        segment(pl.DataFrame({"n_events": [1, 2]}))
 
 
 def test_bad_k(small_features: pl.DataFrame) -> None:
