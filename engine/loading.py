@@ -113,11 +113,18 @@ def _scan(files: list[Path], fmt: Format) -> pl.LazyFrame:
             else:
                 lf = pl.scan_parquet(file, include_file_paths="_file")
             lf.collect_schema()  # reads the footer/header now: corrupt files fail here
+        except pl.exceptions.NoDataError:
+            raise DataValidationError(
+                f"{file}: empty file (not even a header row). Hint: remove it or re-export it"
+            ) from None
         except (pl.exceptions.ComputeError, OSError) as exc:
             reason = str(exc).splitlines()[0][:200]
             raise DatasetIOError(
                 f"{file}: cannot read as {fmt} ({reason}). Hint: is the file complete?"
             ) from None
+        if fmt == "csv" and lf.head(1).collect().height == 0:
+            # (a header alone reads as all-String columns: a misleading type error later)
+            raise DataValidationError(f"{file}: a header but no rows. Hint: remove the file")
         frames.append(lf)
     if len(frames) == 1:
         return frames[0]

@@ -152,6 +152,16 @@ def test_empty_input() -> None:
         validate_events(raw([]))
 
 
+def test_empty_and_header_only_csv_files(tmp_path: Path) -> None:
+    empty, header = tmp_path / "empty.csv", tmp_path / "header.csv"
+    empty.write_text("")
+    header.write_text("user_id,ts,event_type,product_id,price\n")
+    with pytest.raises(DataValidationError, match="empty.csv: empty file"):
+        load_dataset(empty, format="csv")
+    with pytest.raises(DataValidationError, match="header.csv: a header but no rows"):
+        load_dataset(header, format="csv")
+
+
 def _write_dataset_with(tmp_path: Path, events: pl.DataFrame) -> Path:
     root = tmp_path / "ds"
     (root / "events").mkdir(parents=True)
