@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from engine.exceptions import DataValidationError, EcomscaleError
+from engine.exceptions import DatasetIOError, DataValidationError, EcomscaleError
 
 console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -46,6 +46,22 @@ def friendly_errors(func: F) -> F:
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _check_writable(folder: Path) -> None:
+    """Fail before any work (a long features run, say) when nothing can be written under
+    ``folder``, which need not exist yet: its nearest existing ancestor must be a writable
+    folder."""
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        problem = f"{probe} is a file"
+    elif not os.access(probe, os.W_OK | os.X_OK):
+        problem = f"no permission to write in {probe}"
+    else:
+        return
+    raise DatasetIOError(f"cannot write to {folder}: {problem}. Hint: choose another path")
 
 
 def _require_columns(path: Path, needed: tuple[str, ...], hint: str) -> None:
@@ -312,6 +328,9 @@ def features(
     """Validate an event log and write one row of behavioural features per user."""
     from engine.featurize import compute_features, write_parquet_atomic
 
+    _check_writable(out.parent)
+    if on_bad_rows == "quarantine":
+        _check_writable(quarantine)
     dataset = _load(data, fmt, preset, columns)
     start = time.perf_counter()
     with _cluster(scheduler, local_cluster) as client:
@@ -400,6 +419,7 @@ def segment(
     from engine.segments import NEEDED_COLUMNS
     from engine.segments import segment as run_segment
 
+    _check_writable(out.parent)
     _require_columns(features_path, NEEDED_COLUMNS, "compute them with `ecomscale features`")
     with _cluster(scheduler, local_cluster) as client, console.status("segmenting"):
         if client is None:
@@ -453,6 +473,7 @@ def report(
     from engine.segments import Segmentation, merge_profiles, profile_partial
     from engine.validation import ValidationReport
 
+    _check_writable(out)
     _require_columns(
         features_path,
         (*REPORT_FEATURE_COLUMNS, "top_category"),
@@ -510,6 +531,9 @@ def partition(
     """Lay an event log out in the bucketed layout that --scheduler/--local-cluster read."""
     from engine.partition import partition_dataset, partition_summary
 
+    _check_writable(out.parent)
+    if on_bad_rows == "quarantine":
+        _check_writable(quarantine)
     dataset = _load(data, fmt, preset, columns)
     start = time.perf_counter()
     with console.status(f"partitioning into {buckets} buckets"):
@@ -564,6 +588,7 @@ def run(
     """
     from engine.pipeline import run_pipeline
 
+    _check_writable(out)
     start = time.perf_counter()
     if data is None:
         from synth import from_preset

@@ -44,6 +44,36 @@ def test_unwritable_output(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "cannot write" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["features", "DATA", "--out", "BLOCK/f.parquet"],
+        ["features", "DATA", "--on-bad-rows", "quarantine", "--quarantine", "BLOCK/q"],
+        ["segment", "FEATURES", "--out", "BLOCK/s.parquet"],
+        ["report", "DATA", "--features", "FEATURES", "--segments", "FEATURES", "--out", "BLOCK/r"],
+        ["run", "DATA", "--out", "BLOCK/r"],
+        ["partition", "DATA", "--buckets", "2", "--out", "BLOCK/p"],
+    ],
+    ids=lambda c: " ".join(c[:3]),
+)
+def test_an_output_path_that_cannot_be_written_fails_before_any_work(
+    command: list[str], tmp_path: Path
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    features = tmp_path / "features.parquet"
+    pl.DataFrame({"user_id": [1]}).write_parquet(features)
+    places = {"BLOCK": str(blocker), "DATA": "/no/such/data", "FEATURES": str(features)}
+    args = []
+    for arg in command:
+        for placeholder, path in places.items():
+            arg = arg.replace(placeholder, path)
+        args.append(arg)
+    proc = ecomscale(*args)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert f"cannot write to {blocker}" in proc.stderr and "is a file" in proc.stderr
+
+
 def test_help_texts() -> None:
     runner = CliRunner()
     for command in ("generate", "features", "segment", "report", "run", "partition"):
