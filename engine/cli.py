@@ -30,6 +30,10 @@ DEFAULT_OUT = "ecomscale-out"
 DEFAULT_BUCKETS = 16  # bucketed layout of the generated default dataset on a cluster
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def friendly_errors(func: F) -> F:
     """Turn expected errors (and unreadable data found mid-query) into one line + exit 2."""
 
@@ -40,9 +44,12 @@ def friendly_errors(func: F) -> F:
         except EcomscaleError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(2)
-        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            click.echo(f"error: cannot read the input: {first}", err=True)
+        except (pl.exceptions.ComputeError, pl.exceptions.SchemaError) as exc:
+            click.echo(f"error: cannot read the input: {_first_line(exc)}", err=True)
+            sys.exit(2)
+        except OSError as exc:  # reading or writing (a full disk, a file removed meanwhile)
+            where = f"{exc.filename}: {exc.strerror}" if exc.filename else _first_line(exc)
+            click.echo(f"error: {where}", err=True)
             sys.exit(2)
 
     return wrapper  # type: ignore[return-value]
