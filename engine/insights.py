@@ -178,9 +178,9 @@ def category_preference(
     views = events.filter(pl.col("event_type") == "view").select("user_id", "product_id")
     lookup = dense_lookup(table["product_id"], category, pl.col("product_id"), NO_CATEGORY)
     if lookup is None:  # sparse or signed ids: a join
-        views = views.join(
-            table.lazy().with_columns(category), on="product_id", how="left"
-        ).with_columns(pl.col("category").cast(pl.String).fill_null(NO_CATEGORY))
+        views = views.join(table.lazy(), on="product_id", how="left").with_columns(
+            pl.col("category").fill_null(NO_CATEGORY)
+        )
     else:
         views = views.with_columns(lookup.alias("category"))
     per_segment = (

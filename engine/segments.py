@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -345,10 +346,7 @@ def _like_chunks(values: np.ndarray, like: pl.Series, name: str) -> pl.Series:
     many chunks (a features file read back), a one-chunk column would make the next select
     re-chunk every column of the frame (+0.6 GB for 2.75M users)."""
     bounds = np.cumsum([0, *like.chunk_lengths()])
-    pieces = [
-        pl.Series(name, values[a:b], dtype=pl.Int32)
-        for a, b in zip(bounds, bounds[1:], strict=False)
-    ]
+    pieces = [pl.Series(name, values[a:b], dtype=pl.Int32) for a, b in pairwise(bounds)]
     return pl.concat(pieces, rechunk=False) if len(pieces) > 1 else pieces[0]
 
 
