@@ -71,7 +71,7 @@ def _check_writable(folder: Path) -> None:
     raise DatasetIOError(f"cannot write to {folder}: {problem}. Hint: choose another path")
 
 
-def _require_columns(path: Path, needed: tuple[str, ...], hint: str) -> None:
+def _require_file_columns(path: Path, needed: tuple[str, ...], hint: str) -> None:
     """A one-line error when the Parquet file at ``path`` lacks any of ``needed``."""
     present = set(pl.scan_parquet(path).collect_schema().names())
     missing = [c for c in needed if c not in present]
@@ -427,7 +427,7 @@ def segment(
     from engine.segments import segment as run_segment
 
     _check_writable(out.parent)
-    _require_columns(features_path, NEEDED_COLUMNS, "compute them with `ecomscale features`")
+    _require_file_columns(features_path, NEEDED_COLUMNS, "compute them with `ecomscale features`")
     with _cluster(scheduler, local_cluster) as client, console.status("segmenting"):
         if client is None:
             seg = run_segment(pl.read_parquet(features_path), k=_parse_k(k), seed=seed)  # type: ignore[arg-type]
@@ -481,12 +481,12 @@ def report(
     from engine.validation import ValidationReport
 
     _check_writable(out)
-    _require_columns(
+    _require_file_columns(
         features_path,
         (*REPORT_FEATURE_COLUMNS, "top_category"),
         "compute them with `ecomscale features`",
     )
-    _require_columns(
+    _require_file_columns(
         segments_path, ("user_id", "segment", "segment_name"), "make them with `ecomscale segment`"
     )
     dataset = _load(data, fmt, preset, columns)
