@@ -627,6 +627,10 @@ def run(
     console.print(_segments_table(profiles))
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     console.print(f"stages: {stages}; total {time.perf_counter() - start:.1f} s")
+    from engine.kmeans._kernels import compiled_in_this_process
+
+    if compiled_in_this_process():
+        console.print("(segments included compiling the K-Means kernels: first run only)")
     if result.ari is not None:
         console.print(f"agreement with planted personas: ARI = {result.ari:.3f}")
     console.print(f"[bold green]report: {result.report}")

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import naive_kmeans as naive
 import numpy as np
@@ -267,3 +268,21 @@ def test_kernel_twins_also_hold_without_jit() -> None:
     )
     assert done.returncode == 0, done.stdout[-2000:]
     assert "passed" in done.stdout
+
+
+def test_compiled_in_this_process_tells_a_fresh_compile_from_the_cache(tmp_path: Path) -> None:
+    """`ecomscale run` says when its segments stage included compiling the kernels."""
+    script = (
+        "import numpy as np\n"
+        "from engine.kmeans import _kernels as K\n"
+        "K.kmeans_plusplus(np.zeros((4, 2)), np.ones(4), 0, np.zeros((1, 2)), np.zeros((2, 2)))\n"
+        "print(K.compiled_in_this_process())\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    runs = [
+        subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for _ in range(2)
+    ]
+    assert runs == ["True", "False"]

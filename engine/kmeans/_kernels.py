@@ -257,3 +257,10 @@ def kmeans_plusplus(X, weights, first, uniforms, centers):
                 centers[c] = X[candidate]
                 trial, best_closest = best_closest, trial
         closest, best_closest = best_closest, closest
+
+
+def compiled_in_this_process() -> bool:
+    """Whether any kernel was compiled here rather than loaded from numba's on-disk cache
+    (the first run after an install or a change pays that, several seconds)."""
+    kernels = (assign_chunks, minibatch_step, min_sq_distances, kmeans_plusplus)
+    return any(sum(kernel.stats.cache_misses.values()) for kernel in kernels)
