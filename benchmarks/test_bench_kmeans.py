@@ -25,8 +25,8 @@ from benchmarks.conftest import Profile, slowdown
 from engine.kmeans import MiniBatchKMeans
 
 GUARD_VS_SK_DEFAULT = 5.0
-GUARD_VS_SK_UNIFORM = 0.6  # measured 1.4-1.6x (easy) and 4.6-6.4x (overlapping) at n=1M
-GUARD_VS_LLOYD = 2.0  # measured 10.3-16.5x
+GUARD_VS_SK_UNIFORM = 0.6  # measured 1.4-2.3x (easy) and 4.6-6.6x (overlapping) at n=1M
+GUARD_VS_LLOYD = 2.0  # measured 9.6-16.5x
 GUARD_INERTIA_VS_LLOYD = 1.001
 REPEAT_UNDER_S = 0.5
 
