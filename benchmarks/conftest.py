@@ -1,7 +1,7 @@
 """Benchmark profiles, session-scoped data from synth at fixed seeds, and peer helpers.
 
-ECOMSCALE_BENCH=ci (default) runs in a few minutes; ECOMSCALE_BENCH=full gives the figures
-quoted in the README. Every comparison is a ratio measured in the same run; the guards are
+ECOMSCALE_BENCH=ci (default) runs in a few minutes; ECOMSCALE_BENCH=full runs the large
+profile. Every comparison is a ratio measured in the same run; the guards are
 set well below the ratios measured here (see each module) so that noise does not trip them.
 ECOMSCALE_BENCH_SLOWDOWN=<stage> injects a deliberate slowdown into our side of that stage
 (used by tests/test_benchmark_guards.py to prove the guards fail).

@@ -24,8 +24,8 @@ from polars.testing import assert_frame_equal
 
 from benchmarks.scaling import EVENTS_PER_USER, parse_size
 from engine.distributed import compute_features_distributed, connect, segment_distributed
-from engine.featurize import compute_features
-from engine.loading import load_dataset
+from engine.features import compute_features
+from engine.io.dataset import load_dataset
 from engine.segments import segment
 from synth import SynthConfig, generate_dataset
 

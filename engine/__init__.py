@@ -12,9 +12,9 @@ from typing import Any
 _EXPORTS = {
     "MiniBatchKMeans": "engine.kmeans",
     "build_report": "engine.report",
-    "category_list": "engine.featurize",
-    "compute_features": "engine.featurize",
-    "load_dataset": "engine.loading",
+    "category_list": "engine.features",
+    "compute_features": "engine.features",
+    "load_dataset": "engine.io.dataset",
     "segment": "engine.segments",
     "user_features": "engine.features",
     "validate_events": "engine.validation",

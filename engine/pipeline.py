@@ -1,4 +1,5 @@
-"""The whole pipeline in one call: features -> segments -> insights -> report.
+"""The stages in order: features -> segments -> insights -> report. No computation of its own:
+each stage computes and writes; this module builds their configurations and passes results on.
 
 Every output is written atomically. ``run_pipeline`` is what ``ecomscale run`` calls.
 """
@@ -8,31 +9,54 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import polars as pl
 
-from engine import insights
-from engine.features import DEFAULT_SESSION_GAP
-from engine.featurize import (
-    FeatureResult,
-    clean_events,
-    compute_features,
-    write_parquet_atomic,
-)
-from engine.loading import Dataset, load_dataset
+from engine.features import FeaturesConfig, features_stage
+from engine.features.buckets import clean_events
+from engine.features.sessions import DEFAULT_SESSION_GAP
+from engine.insights import DEFAULT_CONVERSION_WINDOW, Insights, InsightsConfig, insights_stage
+from engine.insights.stage import INSIGHT_FEATURE_COLUMNS
+from engine.io.atomic import write_parquet_atomic
+from engine.io.dataset import Dataset, DataSource, load_dataset, require_file_columns
 from engine.report import ReportData, write_report
-from engine.segments import Segmentation, segment
-from engine.validation import Policy
+from engine.segments import SegmentConfig, profiles_from_file, segment, write_segmentation
+from engine.validation import Policy, ValidationReport
 
 Progress = Callable[[str], None]
 
 
-# The feature columns that insights_and_report reads (KPIs, revenue by segment).
-REPORT_FEATURE_COLUMNS = ("user_id", "n_events", "n_purchases", "revenue")
+@dataclass(frozen=True)
+class RunConfig:
+    """The configuration of every stage of a run (each validated by its own class)."""
+
+    features: FeaturesConfig = FeaturesConfig()
+    segments: SegmentConfig = SegmentConfig()
+    insights: InsightsConfig = InsightsConfig()
+
+    @classmethod
+    def build(
+        cls,
+        out: Path,
+        *,
+        k: int | Literal["auto"] = "auto",
+        seed: int = 0,
+        on_bad_rows: Policy = "error",
+        as_of: dt.datetime | None = None,
+        session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
+        conversion_window: dt.timedelta = DEFAULT_CONVERSION_WINDOW,
+    ) -> RunConfig:
+        """One run's configuration; rejected rows go to ``out/quarantine``."""
+        return cls(
+            FeaturesConfig(on_bad_rows, out / "quarantine", as_of, session_gap),
+            SegmentConfig(k, seed),
+            InsightsConfig(on_bad_rows, session_gap, conversion_window),
+        )
 
 
 @dataclass
@@ -48,47 +72,13 @@ class RunResult:
     report: Path | None = None
 
 
-def _timed(timings: dict[str, float], name: str, on_stage: Progress | None) -> Callable[[], None]:
+@contextmanager
+def _timed(timings: dict[str, float], name: str, on_stage: Progress | None) -> Iterator[None]:
     if on_stage:
         on_stage(name)
     start = time.perf_counter()
-
-    def stop() -> None:
-        timings[name] = time.perf_counter() - start
-
-    return stop
-
-
-def insight_tables(
-    dataset: Dataset,
-    events: pl.LazyFrame,
-    features: pl.DataFrame,
-    seg: Segmentation,
-    window: dt.timedelta,
-    session_gap: dt.timedelta,
-) -> dict[str, pl.DataFrame]:
-    """Collect every insight table (small) for the report and the insights/ folder."""
-    segments = seg.assignments.lazy()
-    # One query at a time: run together (collect_all), every table's state is alive at once
-    # and the shared scan buffers input for the slowest branch (1.27 GB instead of 1.05 GB
-    # at 10M events, for the same time).
-    collect = lambda query: query.collect(engine="streaming")  # noqa: E731
-    tables = {
-        "funnel": collect(insights.funnel(events, segments, window)),
-        "session_funnel": collect(insights.session_funnel(events, segments, session_gap)),
-        "revenue_by_segment": collect(insights.revenue_by_segment(features.lazy(), segments)),
-    }
-    # Product interest is read once, and two tables derive from it (one pass over the
-    # events instead of three).
-    interest = collect(insights.product_interest(events, dataset.products))
-    tables["product_interest"] = interest
-    tables["viewed_not_bought"] = insights.viewed_not_bought(interest.lazy()).collect()
-    tables["interest_correlation"] = insights.interest_rank_correlation(interest.lazy()).collect()
-    if dataset.products is not None:
-        tables["category_preference"] = collect(
-            insights.category_preference(events, dataset.products, segments)
-        )
-    return tables
+    yield
+    timings[name] = time.perf_counter() - start
 
 
 def run_pipeline(
@@ -100,137 +90,177 @@ def run_pipeline(
     on_bad_rows: Policy = "error",
     as_of: dt.datetime | None = None,
     session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
-    conversion_window: dt.timedelta = insights.DEFAULT_CONVERSION_WINDOW,
+    conversion_window: dt.timedelta = DEFAULT_CONVERSION_WINDOW,
     on_stage: Progress | None = None,
     client: Any = None,
 ) -> RunResult:
-    """Run features, segments, insights and the report; write everything under ``out_dir``.
+    """Run features, segments, insights and the report; write everything under ``out_dir``
+    (keyword form of ``run_stages``; the arguments are those of the stage configurations).
 
-    Writes features.parquet, segments.parquet, insights/*.parquet and report.html. With a
-    Dask ``client`` (engine.distributed.connect), features and K-Means run on the cluster
-    (the dataset must be in the bucketed layout); the outputs are the same.
+    With a Dask ``client`` (engine.distributed.connect), features and K-Means run on the
+    cluster (the dataset must be in the bucketed layout); the outputs are the same.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
-    dataset = data if isinstance(data, Dataset) else load_dataset(data)
-
-    stop = _timed(timings, "features", on_stage)
-    options: dict[str, Any] = {
-        "on_bad_rows": on_bad_rows,
-        "quarantine_dir": out / "quarantine",
-        "as_of": as_of,
-        "session_gap": session_gap,
-    }
-    if client is None:
-        result: FeatureResult = compute_features(dataset, **options)
-    else:
-        from engine.distributed import compute_features_distributed
-
-        on_cluster = compute_features_distributed(client, dataset, **options)
-        result = dataclasses.replace(on_cluster.result, features=on_cluster.gather())
-    assert result.features is not None  # kept in memory: no ``out`` was given
-    write_parquet_atomic(result.features, out / "features.parquet")
-    stop()
-
-    stop = _timed(timings, "segments", on_stage)
-    if client is None:
-        seg = segment(result.features, k=k, seed=seed)
-    else:
-        from engine.distributed import segment_distributed
-
-        seg = segment_distributed(client, on_cluster.parts, k=k, seed=seed)
-    write_parquet_atomic(seg.assignments, out / "segments.parquet")
-    write_parquet_atomic(seg.profiles, out / "segment_profiles.parquet")
-    stop()
-
-    stop = _timed(timings, "insights + report", on_stage)
-    ari, report = insights_and_report(
-        dataset,
-        result,
-        seg,
+    config = RunConfig.build(
         out,
+        k=k,
+        seed=seed,
         on_bad_rows=on_bad_rows,
+        as_of=as_of,
         session_gap=session_gap,
         conversion_window=conversion_window,
     )
-    features = result.features
-    n_events = int(features["n_events"].sum())
-    stop()
-    return RunResult(out, features.height, n_events, seg.names, ari, timings, report)
+    dataset = data if isinstance(data, Dataset) else load_dataset(data)
+    return run_stages(dataset, out, config, on_stage=on_stage, client=client)
+
+
+def run_stages(
+    dataset: Dataset,
+    out: Path,
+    config: RunConfig,
+    *,
+    on_stage: Progress | None = None,
+    client: Any = None,
+) -> RunResult:
+    """Every stage in order; writes features.parquet, segments.parquet,
+    segment_profiles.parquet, insights/*.parquet and report.html under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    timings: dict[str, float] = {}
+    with _timed(timings, "features", on_stage):
+        if client is None:
+            result = features_stage(dataset, config.features)
+        else:
+            from engine.distributed import features_stage_distributed
+
+            on_cluster = features_stage_distributed(client, dataset, config.features)
+            result = dataclasses.replace(on_cluster.result, features=on_cluster.gather())
+        assert result.features is not None  # kept in memory: no ``out`` was given
+        write_parquet_atomic(result.features, out / "features.parquet")
+
+    with _timed(timings, "segments", on_stage):
+        if client is None:
+            seg = segment(result.features, k=config.segments.k, seed=config.segments.seed)
+        else:
+            from engine.distributed import segment_distributed
+
+            seg = segment_distributed(
+                client, on_cluster.parts, k=config.segments.k, seed=config.segments.seed
+            )
+        write_segmentation(seg, out / "segments.parquet", out / "segment_profiles.parquet")
+
+    with _timed(timings, "insights + report", on_stage):
+        users = UserTables(result.features, seg.assignments, seg.profiles, seg.k_scores)
+        events = result.events
+        if events is None:  # features streamed from ranges: validate the events once here
+            events = clean_events(dataset, config.insights.on_bad_rows, result.as_of)
+        found, report = insights_and_report(
+            dataset, events, users, result.as_of, result.report, out, config.insights
+        )
+    return RunResult(out, found.users, found.events, seg.names, found.ari, timings, report)
+
+
+@dataclass(frozen=True)
+class UserTables:
+    """The per-user and per-segment tables the insights and the report read.
+
+    Attributes:
+        features: at least INSIGHT_FEATURE_COLUMNS of every user.
+        assignments: user_id, segment, segment_name.
+        profiles: one row per segment (``Segmentation.profiles``).
+        k_scores: the k search's scores (empty when k was given).
+    """
+
+    features: pl.DataFrame
+    assignments: pl.DataFrame
+    profiles: pl.DataFrame
+    k_scores: pl.DataFrame
 
 
 def insights_and_report(
     dataset: Dataset,
-    result: FeatureResult,
-    seg: Segmentation,
+    events: pl.LazyFrame,
+    users: UserTables,
+    as_of: dt.datetime,
+    validation: ValidationReport | None,
     out: Path,
-    *,
-    on_bad_rows: Policy = "error",
-    session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
-    conversion_window: dt.timedelta = insights.DEFAULT_CONVERSION_WINDOW,
-) -> tuple[float | None, Path]:
-    """Write insights/*.parquet and report.html under ``out``; return (persona ARI, report)."""
-    events = result.events
-    if events is None:  # features came from a file: validate the events once here
-        events = clean_events(dataset, on_bad_rows, result.as_of)
-    if result.features is None:
-        raise ValueError("insights_and_report needs the features in memory")
-    tables = insight_tables(dataset, events, result.features, seg, conversion_window, session_gap)
-    for name, table in tables.items():
-        write_parquet_atomic(table, out / "insights" / f"{name}.parquet")
-    ari, contingency = None, None
-    if dataset.truth is not None:
-        ari, contingency = insights.persona_agreement(seg.assignments, dataset.truth.collect())
-        write_parquet_atomic(contingency, out / "insights" / "persona_agreement.parquet")
-    features = result.features
-    n_events = int(features["n_events"].sum())
-    buyers = int((features["n_purchases"] > 0).sum())
-    correlation = tables["interest_correlation"]["spearman"][0]
-    kpis = {
-        "users": f"{features.height:,}",
-        "events": f"{n_events:,}",
-        "buyers": f"{buyers / max(features.height, 1):.1%}",
-        "revenue": f"{features['revenue'].sum():,.0f}",
-        "segments": str(seg.k),
-    }
-    if ari is not None:
-        kpis["persona ARI"] = f"{ari:.3f}"
+    config: InsightsConfig,
+) -> tuple[Insights, Path]:
+    """The insights stage, then the report over what it found (``validation``: what the
+    features stage found, None when it ran earlier)."""
+    found = insights_stage(dataset, events, users.features, users.assignments, out, config)
+    data = report_data(dataset, found, users, as_of, validation, config)
+    return found, write_report(data, out / "report.html")
+
+
+def report_data(
+    dataset: Dataset,
+    found: Insights,
+    users: UserTables,
+    as_of: dt.datetime,
+    validation: ValidationReport | None,
+    config: InsightsConfig,
+) -> ReportData:
+    """What the report shows, from the stages' results (wiring and wording only)."""
     notes = [
-        f"Source: {dataset.source}. as_of = {result.as_of:%Y-%m-%d %H:%M} UTC; session gap "
-        f"{session_gap}; conversion window {conversion_window}.",
+        f"Source: {dataset.source}. as_of = {as_of:%Y-%m-%d %H:%M} UTC; session gap "
+        f"{config.session_gap}; conversion window {config.conversion_window}.",
         "Validation: "
         + (
             "all rows passed."
-            if result.report.clean
-            else ", ".join(f"{rule}: {n:,} rows" for rule, n in result.report.counts.items())
-            + f" (policy {on_bad_rows})."
+            if validation is None or validation.clean
+            else ", ".join(f"{rule}: {n:,} rows" for rule, n in validation.counts.items())
+            + f" (policy {config.on_bad_rows})."
         ),
         "Segments: K-Means on log-scaled, standardised behaviour plus category shares; "
         "names come from fixed rules over the profiles (see the table).",
     ]
-    report = write_report(
-        ReportData(
-            title=f"ecomscale report — {Path(dataset.source).name}",
-            kpis=kpis,
-            profiles=seg.profiles,
-            funnel=tables["funnel"],
-            session_funnel=tables["session_funnel"],
-            category_preference=tables.get(
-                "category_preference",
-                pl.DataFrame(
-                    schema={"segment_name": pl.String, "category": pl.String, "lift": pl.Float64}
-                ),
-            ),
-            product_interest=tables["product_interest"],
-            viewed_not_bought=tables["viewed_not_bought"],
-            revenue=tables["revenue_by_segment"],
-            spearman=None if correlation is None else float(correlation),
-            k_scores=seg.k_scores,
-            ari=ari,
-            contingency=contingency,
-            notes=notes,
-        ),
-        out / "report.html",
+    tables = found.tables
+    no_categories = pl.DataFrame(
+        schema={"segment_name": pl.String, "category": pl.String, "lift": pl.Float64}
     )
-    return ari, report
+    return ReportData(
+        title=f"ecomscale report — {Path(dataset.source).name}",
+        kpis=found.kpis,
+        profiles=users.profiles,
+        funnel=tables["funnel"],
+        session_funnel=tables["session_funnel"],
+        category_preference=tables.get("category_preference", no_categories),
+        product_interest=tables["product_interest"],
+        viewed_not_bought=tables["viewed_not_bought"],
+        revenue=tables["revenue_by_segment"],
+        spearman=found.spearman,
+        k_scores=users.k_scores,
+        ari=found.ari,
+        contingency=found.contingency,
+        notes=notes,
+    )
+
+
+def report_from_files(
+    source: DataSource,
+    features_path: Path,
+    segments_path: Path,
+    out: Path,
+    config: InsightsConfig,
+    as_of: dt.datetime | None = None,
+) -> tuple[Insights, Path]:
+    """The insights and the report from earlier features and segments files (``ecomscale
+    report``): the profiles stream over the features file, and only the columns the KPIs
+    and the revenue table need are held in memory."""
+    hint = "compute them with `ecomscale features`"
+    require_file_columns(features_path, (*INSIGHT_FEATURE_COLUMNS, "top_category"), hint)
+    require_file_columns(
+        segments_path, ("user_id", "segment", "segment_name"), "make them with `ecomscale segment`"
+    )
+    dataset = source.load()
+    assignments = pl.read_parquet(segments_path)
+    users = UserTables(
+        pl.read_parquet(features_path, columns=list(INSIGHT_FEATURE_COLUMNS)),
+        assignments,
+        profiles_from_file(features_path, assignments),
+        pl.DataFrame(),
+    )
+    if as_of is None:  # the last event of the input, as the features stage defaults to
+        as_of = dataset.events.select(pl.col("ts").max()).collect().item()
+    events = clean_events(dataset, config.on_bad_rows, as_of)
+    return insights_and_report(dataset, events, users, as_of, None, out, config)

@@ -194,7 +194,7 @@ def _retailrocket() -> dict[str, Any]:
     return {"personas": personas, "days": 60}
 
 
-PRESETS: dict[str, dict[str, Any]] = {
+CONFIG_PRESETS: dict[str, dict[str, Any]] = {
     # ~100k users, ~1.5M events: the built-in default dataset that `ecomscale run` uses.
     "default": {},
     # A few seconds: tests and demos.
@@ -210,10 +210,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 def from_preset(name: str, **overrides: Any) -> SynthConfig:
     """A SynthConfig from a named preset, with keyword overrides (None values ignored)."""
-    if name not in PRESETS:
+    if name not in CONFIG_PRESETS:
         raise ConfigError(
-            f"unknown preset {name!r}. Hint: choose one of {', '.join(sorted(PRESETS))}"
+            f"unknown preset {name!r}. Hint: choose one of {', '.join(sorted(CONFIG_PRESETS))}"
         )
-    params = dict(PRESETS[name])
+    params = dict(CONFIG_PRESETS[name])
     params.update({k: v for k, v in overrides.items() if v is not None})
     return SynthConfig(**params)

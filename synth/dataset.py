@@ -15,6 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from engine.exceptions import ConfigError
+from engine.io.atomic import atomic_dir
 from engine.schema import (
     EVENT_TYPES,
     EVENTS_DIR,
@@ -31,15 +32,7 @@ from synth.catalogue import STREAM_DIRTY, Catalogue, build_catalogue
 from synth.config import RNG_BLOCK_USERS, SynthConfig
 from synth.events import behaviour, events_block
 from synth.users import users_block
-from synth.writer import (
-    BucketedWriter,
-    RowGroupWriter,
-    iter_files,
-    publish,
-    sha256_file,
-    staging_dir,
-    write_table,
-)
+from synth.writer import BucketedWriter, RowGroupWriter, iter_files, sha256_file, write_table
 
 GENERATOR_VERSION = "2"
 _DIRTY_EVENT_TYPE = pa.dictionary(pa.int8(), pa.large_string())
@@ -192,17 +185,8 @@ def generate_dataset(
     """
     if workers < 1:
         raise ConfigError(f"workers must be >= 1, got {workers}")
-    target = Path(out_dir)
-    staging = staging_dir(target, overwrite)
-    try:
-        manifest = _generate_into(config, staging, workers, on_part)
-        publish(staging, target)
-    except BaseException:
-        import shutil
-
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest
+    with atomic_dir(out_dir, overwrite=overwrite) as staging:
+        return _generate_into(config, staging, workers, on_part)
 
 
 def _generate_into(

@@ -19,7 +19,7 @@ Everything is vectorised over the block (assumes a validated config). The model:
 Per-event draws are the cost of generation, so the per-event ones use 16-bit uniforms
 (half the cost of float32 ones): Bernoulli trials compare them with a threshold, and
 categories and in-session gaps are read from 65,536-entry inverse-CDF tables (a standard
-normal draw costs 5x a uniform one). Each probability is then exact to 1/65,536.
+normal draw costs several uniform ones). Each probability is then exact to 1/65,536.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _cell_midpoints() -> np.ndarray:
 @functools.cache
 def _normal_quantiles() -> np.ndarray:
     """Standard normal quantiles at the cell midpoints (once per process: 65,536 calls of
-    the stdlib's inv_cdf, halved by symmetry, take ~15 ms)."""
+    the stdlib's inv_cdf, halved by symmetry)."""
     lower = _cell_midpoints()[: U16 // 2].tolist()
     z = np.array([statistics.NormalDist().inv_cdf(q) for q in lower])
     return np.concatenate([z, -z[::-1]])

@@ -8,9 +8,6 @@ the bytes do not depend on how the part was chunked.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -19,7 +16,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from engine.exceptions import DatasetIOError
 from engine.schema import BUCKET_DIR, user_bucket_np
 
 # Dictionary pages only where they pay (few distinct values); prices and timestamps are
@@ -134,35 +130,6 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: handle.read(1 << 22), b""):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def staging_dir(target: Path, overwrite: bool) -> Path:
-    """Create a hidden sibling folder to build ``target`` in (checks target and writability)."""
-    target = Path(target)
-    if target.exists() and not overwrite:
-        raise DatasetIOError(
-            f"{target} already exists. Hint: pass --overwrite (overwrite=True) to replace it"
-        )
-    if target.exists() and not target.is_dir():
-        raise DatasetIOError(f"{target} exists and is not a folder; remove it or choose another")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
-    except OSError as exc:
-        raise DatasetIOError(f"cannot write to {target.parent}: {exc.strerror}") from None
-    return staging
-
-
-def publish(staging: Path, target: Path) -> None:
-    """Move a finished staging folder to ``target``; an old target is removed only afterwards."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.replace(target, old)
-    os.replace(staging, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 def iter_files(root: Path) -> Iterator[Path]:

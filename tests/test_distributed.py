@@ -17,17 +17,13 @@ from polars.testing import assert_frame_equal
 from sklearn.datasets import make_blobs
 
 import engine
-import engine.segments as segments_module
-from engine.distributed import (
-    DaskRows,
-    compute_features_distributed,
-    connect,
-    segment_distributed,
-)
+import engine.segments.choose_k as segments_module
+from engine.distributed import compute_features_distributed, connect, segment_distributed
 from engine.exceptions import ConfigError, EcomscaleError
-from engine.featurize import compute_features
+from engine.features import compute_features
+from engine.io.partition import partition_dataset
 from engine.kmeans import MiniBatchKMeans
-from engine.partition import partition_dataset
+from engine.kmeans.dask_rows import DaskRows
 from engine.schema import HASH_MULTIPLIER, user_bucket, user_bucket_np
 from engine.segments import Segmentation, segment
 from synth import SynthConfig, generate_dataset

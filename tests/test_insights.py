@@ -10,10 +10,10 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-import engine.features as features_module
+import engine.features.lookup as features_module
 from engine import insights
 from engine.features import user_features
-from engine.loading import load_dataset
+from engine.io.dataset import load_dataset
 from engine.schema import EVENTS_SCHEMA
 
 T0 = dt.datetime(2026, 2, 2, 9, tzinfo=dt.UTC)

@@ -12,20 +12,15 @@ import pytest
 from polars.testing import assert_frame_equal
 from sklearn.metrics import pairwise_distances, silhouette_score
 
-import engine.segments as segments_module
+import engine.segments.choose_k as segments_module
 from engine.exceptions import ConfigError, DataValidationError
-from engine.featurize import compute_features
+from engine.features import compute_features
 from engine.insights import persona_agreement
-from engine.loading import load_dataset
-from engine.naming import name_segments
-from engine.segments import (
-    CATEGORY_BLOCK_WEIGHT,
-    LOG_COLUMNS,
-    RATE_COLUMNS,
-    prepare,
-    segment,
-    silhouette,
-)
+from engine.io.dataset import load_dataset
+from engine.segments import segment
+from engine.segments.choose_k import silhouette
+from engine.segments.naming import name_segments
+from engine.segments.prepare import CATEGORY_BLOCK_WEIGHT, LOG_COLUMNS, RATE_COLUMNS, prepare
 from synth import SynthConfig, generate_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "segments_small.json"
@@ -208,7 +203,10 @@ def test_k_chosen_on_a_sample_of_a_large_input(
     assert abs(sampled.k - full.k) <= 1
     direct = segment(small_features, k=sampled.k, seed=2)
     assert sampled.assignments.equals(direct.assignments)
-    assert sampled.profiles.equals(direct.profiles)
+    # The same users in the same segments; the profiles' float means come from a streaming
+    # group-by whose threads add a segment's rows in no fixed order, so two runs may differ
+    # in the last bits: at most n * eps relative for n = 20k non-negative values (~4e-12).
+    assert_frame_equal(sampled.profiles, direct.profiles, check_exact=False, rel_tol=1e-10)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -12,8 +12,8 @@ import polars as pl
 import pytest
 
 from engine.exceptions import DatasetIOError, DataValidationError
-from engine.featurize import compute_features
-from engine.loading import Dataset, load_dataset
+from engine.features import compute_features
+from engine.io.dataset import Dataset, load_dataset
 from engine.schema import EVENT_TYPE
 from engine.validation import RULES, validate_events
 from synth import SynthConfig, generate_dataset

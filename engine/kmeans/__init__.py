@@ -1,5 +1,7 @@
-"""Mini-batch K-Means with numba kernels, and choosing k."""
+"""Mini-batch K-Means with numba kernels, over rows in memory or on Dask workers."""
 
+from engine.kmeans._kernels import compiled_in_this_process
 from engine.kmeans.estimator import MiniBatchKMeans
+from engine.kmeans.rows import InMemoryRows, RowSource, map_runs
 
-__all__ = ["MiniBatchKMeans"]
+__all__ = ["InMemoryRows", "MiniBatchKMeans", "RowSource", "compiled_in_this_process", "map_runs"]

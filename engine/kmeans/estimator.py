@@ -117,7 +117,6 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    # --- validation -----------------------------------------------------------------------
     def _check_X(self, X: Any, reset: bool, finite: bool = True) -> np.ndarray:
         X = validate_data(
             self,
@@ -167,7 +166,6 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         assert best is not None
         return best, sample
 
-    # --- fitting --------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
         """Compute the clustering.
 
@@ -180,9 +178,8 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
             self
         """
         self._validate_params()
-        # NaN or inf is found by the fit's own passes instead of a separate one (~7% of a
-        # fit): any such value makes the exact inertia non-finite (its distance to every
-        # centre is NaN or inf), and only then is X searched, for scikit-learn's message.
+        # NaN or inf is found by the fit's own passes, not by a pass of its own: such a value
+        # makes the exact inertia non-finite; only then is X searched, for sklearn's message.
         X = self._check_X(X, reset=True, finite=False)
         # Unweighted fits share one weight: no n-sized weight array (extra memory).
         weights = (
@@ -370,7 +367,6 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         self.n_steps_ += 1
         return self
 
-    # --- using a fitted model -------------------------------------------------------------
     def _centers_for(self, X: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
 

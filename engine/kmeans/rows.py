@@ -157,7 +157,8 @@ class InMemoryRows:
         self.concurrent = False  # numba already uses every core for one fit
 
     def take(self, rows: np.ndarray) -> np.ndarray:
-        # np.take gathers rows ~3x faster than fancy indexing (X[rows]) for random indices.
+        # Performance note: np.take, not fancy indexing (X[rows]): it gathers random rows
+        # faster (checked on the 1M-row benchmark matrix). Keep it.
         return np.take(self.X, rows, axis=0)
 
     def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:

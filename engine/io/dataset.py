@@ -1,6 +1,5 @@
-"""load_dataset: our dataset layout or foreign event logs (Parquet/CSV, a column mapping,
-the REES46 preset) as lazy frames in the contract's column names. Nothing is collected here
-except file footers and, for string ids, nothing at all (ids map lazily through a join).
+"""load_dataset: our dataset layout (or, through ``engine.io.foreign``, a foreign event log)
+as lazy frames in the contract's column names. Nothing is collected here except file footers.
 """
 
 from __future__ import annotations
@@ -10,11 +9,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import polars as pl
 
-from engine.exceptions import DatasetIOError, DataValidationError
+from engine.exceptions import ConfigError, DatasetIOError, DataValidationError
 from engine.schema import (
     BUCKET_DIR,
     EVENTS_DIR,
@@ -23,39 +22,57 @@ from engine.schema import (
     PERSONAS_FILE,
     PRODUCTS_FILE,
     PRODUCTS_SCHEMA,
-    TS,
     USERS_FILE,
 )
 
 Format = Literal["auto", "parquet", "csv"]
+FORMATS: tuple[str, ...] = ("auto", "parquet", "csv")
 REQUIRED = ("user_id", "ts", "event_type", "product_id", "price")
 NO_CATEGORY = "(none)"
 
 
 @dataclass(frozen=True)
-class Preset:
-    """How a known foreign layout maps onto the contract."""
+class DataSource:
+    """Where a dataset comes from and how to read it (what ``load_dataset`` takes).
 
-    columns: Mapping[str, str]  # contract name -> source name
-    event_types: Mapping[str, str] = field(default_factory=dict)  # source value -> contract
-    ts_format: str | None = None
-    product_columns: Mapping[str, str] = field(default_factory=dict)  # category/brand on events
+    Attributes:
+        path: a dataset folder written by ``ecomscale generate``, or a file or folder of
+            foreign Parquet/CSV event files.
+        format: file format of foreign data ("auto" picks by extension).
+        preset: a known foreign layout, e.g. "rees46" (``engine.io.foreign.FOREIGN_PRESETS``).
+        columns: contract column -> source column, for foreign names (overrides the preset).
+    """
 
+    path: Path
+    format: Format = "auto"
+    preset: str | None = None
+    columns: Mapping[str, str] = field(default_factory=dict)
 
-PRESETS: dict[str, Preset] = {
-    "rees46": Preset(
-        columns={
-            "user_id": "user_id",
-            "ts": "event_time",
-            "event_type": "event_type",
-            "product_id": "product_id",
-            "price": "price",
-        },
-        event_types={"cart": "add_to_cart"},
-        ts_format="%Y-%m-%d %H:%M:%S UTC",
-        product_columns={"category": "category_code", "brand": "brand"},
-    )
-}
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+        if self.format not in FORMATS:
+            raise ConfigError.out_of_range("format", f"one of {FORMATS}", self.format)
+
+    @classmethod
+    def parse(
+        cls, path: str | Path, format: str, preset: str | None, pairs: tuple[str, ...]
+    ) -> DataSource:
+        """From command-line values: ``pairs`` are CONTRACT=SOURCE column mappings."""
+        columns = {}
+        for pair in pairs:
+            if "=" not in pair:
+                raise ConfigError(
+                    f"--column {pair!r}: expected CONTRACT=SOURCE, e.g. user_id=visitorid"
+                )
+            key, value = pair.split("=", 1)
+            columns[key.strip()] = value.strip()
+        if format not in FORMATS:
+            raise ConfigError.out_of_range("format", f"one of {FORMATS}", format)
+        return cls(Path(path), cast(Format, format), preset, columns)
+
+    def load(self) -> Dataset:
+        """The dataset, opened lazily (``load_dataset``)."""
+        return load_dataset(self.path, format=self.format, preset=self.preset, columns=self.columns)
 
 
 @dataclass(frozen=True)
@@ -87,7 +104,7 @@ class Dataset:
     buckets: tuple[tuple[Path, ...], ...] = ()
 
 
-def _files(path: Path, fmt: Format) -> tuple[list[Path], Format]:
+def list_files(path: Path, fmt: Format) -> tuple[list[Path], Format]:
     if not path.exists():
         raise DatasetIOError(f"{path}: no such file or folder. Hint: check the path")
     if path.is_file():
@@ -104,7 +121,7 @@ def _files(path: Path, fmt: Format) -> tuple[list[Path], Format]:
     return files, fmt
 
 
-def _scan(files: list[Path], fmt: Format) -> pl.LazyFrame:
+def scan_files(files: list[Path], fmt: Format) -> pl.LazyFrame:
     frames = []
     for file in files:
         try:
@@ -134,7 +151,7 @@ def _scan(files: list[Path], fmt: Format) -> pl.LazyFrame:
         raise DataValidationError(f"files under one folder disagree on schema: {exc}") from None
 
 
-def _require_columns(lf: pl.LazyFrame, columns: Mapping[str, str], where: str) -> None:
+def require_columns(lf: pl.LazyFrame, columns: Mapping[str, str], where: str) -> None:
     names = lf.collect_schema().names()
     for contract_name, source_name in columns.items():
         if source_name not in names:
@@ -143,57 +160,6 @@ def _require_columns(lf: pl.LazyFrame, columns: Mapping[str, str], where: str) -
                 f"Found {', '.join(n for n in names if n != '_file')}. "
                 f"Hint: map it with --column {contract_name}=NAME"
             )
-
-
-def _cast_id(lf: pl.LazyFrame, name: str, where: str) -> tuple[pl.LazyFrame, pl.LazyFrame | None]:
-    """Integer ids become UInt32 (range-checked later); string ids map to dense UInt32."""
-    dtype = lf.collect_schema()[name]
-    if dtype.is_integer():
-        return lf.with_columns(pl.col(name).cast(pl.UInt32, strict=False).alias(name)), None
-    if dtype in (pl.String, pl.Categorical):
-        keys = (
-            lf.select(pl.col(name).cast(pl.String).alias("key"))
-            .drop_nulls()
-            .unique()
-            .sort("key")
-            .with_row_index(name)
-        )
-        mapped = lf.with_columns(pl.col(name).cast(pl.String)).join(
-            keys.rename({"key": f"_{name}_key"}),
-            left_on=name,
-            right_on=f"_{name}_key",
-            how="left",
-            maintain_order="left",
-            suffix="_mapped",
-        )
-        mapped = mapped.with_columns(pl.col(f"{name}_mapped").cast(pl.UInt32).alias(name)).drop(
-            f"{name}_mapped"
-        )
-        return mapped, keys.select(pl.col(name).cast(pl.UInt32), pl.col("key"))
-    raise DataValidationError(
-        f"{where}: column {name!r} has type {dtype}; expected integer or string ids"
-    )
-
-
-def _cast_ts(lf: pl.LazyFrame, ts_format: str | None, where: str) -> pl.LazyFrame:
-    dtype = lf.collect_schema()["ts"]
-    if dtype == pl.String:
-        ts = pl.col("ts").str.to_datetime(ts_format, time_unit="us", time_zone="UTC", strict=False)
-        return lf.with_columns(ts)
-    if isinstance(dtype, pl.Datetime):
-        ts = pl.col("ts")
-        if dtype.time_zone is None:
-            ts = ts.dt.replace_time_zone("UTC")
-        return lf.with_columns(ts.cast(TS))
-    raise DataValidationError(
-        f"{where}: column 'ts' has type {dtype}; expected a datetime or an ISO-8601 string"
-    )
-
-
-def _check_numeric(lf: pl.LazyFrame, name: str, where: str) -> None:
-    dtype = lf.collect_schema()[name]
-    if not dtype.is_numeric():
-        raise DataValidationError(f"{where}: column {name!r} has type {dtype}; expected numbers")
 
 
 def load_dataset(
@@ -222,12 +188,14 @@ def load_dataset(
                 f"{path}: an ecomscale dataset needs no --preset or --column mapping"
             )
         return _load_native(path)
-    return _load_foreign(path, format, preset, columns or {})
+    from engine.io.foreign import load_foreign
+
+    return load_foreign(path, format, preset, columns or {})
 
 
 def bucket_events(files: tuple[Path, ...]) -> pl.LazyFrame:
     """The raw events of one bucket of the bucketed layout (sorted by (user_id, ts))."""
-    return _scan(list(files), "parquet").select(*REQUIRED, "_file")
+    return scan_files(list(files), "parquet").select(*REQUIRED, "_file")
 
 
 def _bucket_files(events_dir: Path, files: list[Path]) -> tuple[tuple[Path, ...], ...]:
@@ -252,11 +220,11 @@ def _bucket_files(events_dir: Path, files: list[Path]) -> tuple[tuple[Path, ...]
 
 def _load_native(path: Path) -> Dataset:
     events_dir = path / EVENTS_DIR
-    files, _ = _files(events_dir, "parquet")
+    files, _ = list_files(events_dir, "parquet")
     buckets = _bucket_files(events_dir, files)
-    events = _scan(files, "parquet")
+    events = scan_files(files, "parquet")
     where = str(events_dir)
-    _require_columns(events, {c: c for c in REQUIRED}, where)
+    require_columns(events, {c: c for c in REQUIRED}, where)
     schema = events.collect_schema()
     for name, dtype in EVENTS_SCHEMA.items():
         if name == "event_type":
@@ -287,11 +255,11 @@ def _load_native(path: Path) -> Dataset:
 
     def optional(name: str) -> pl.LazyFrame | None:
         file = path / name
-        return _scan([file], "parquet").drop("_file") if file.exists() else None
+        return scan_files([file], "parquet").drop("_file") if file.exists() else None
 
     products = optional(PRODUCTS_FILE)
     if products is not None:
-        _require_columns(products, {c: c for c in PRODUCTS_SCHEMA}, str(path / PRODUCTS_FILE))
+        require_columns(products, {c: c for c in PRODUCTS_SCHEMA}, str(path / PRODUCTS_FILE))
     return Dataset(
         events=events,
         products=products,
@@ -304,68 +272,9 @@ def _load_native(path: Path) -> Dataset:
     )
 
 
-def _load_foreign(
-    path: Path, fmt: Format, preset_name: str | None, mapping: Mapping[str, str]
-) -> Dataset:
-    if preset_name is not None and preset_name not in PRESETS:
-        raise DataValidationError(
-            f"unknown preset {preset_name!r}. Hint: choose one of {', '.join(sorted(PRESETS))}"
-        )
-    preset = PRESETS[preset_name] if preset_name else Preset(columns={c: c for c in REQUIRED})
-    unknown = set(mapping) - set(REQUIRED) - {"category", "brand"}
-    if unknown:
-        raise DataValidationError(
-            f"cannot map {sorted(unknown)}: mappable columns are {REQUIRED} + category, brand"
-        )
-    columns = {**preset.columns, **{k: v for k, v in mapping.items() if k in REQUIRED}}
-    product_columns = {
-        **preset.product_columns,
-        **{k: v for k, v in mapping.items() if k in ("category", "brand")},
-    }
-    files, fmt = _files(path, fmt)
-    raw = _scan(files, fmt)
-    where = str(path)
-    _require_columns(raw, {**columns, **product_columns}, where)
-    renamed = raw.select(
-        *(pl.col(src).alias(dst) for dst, src in columns.items()),
-        *(pl.col(src).alias(dst) for dst, src in product_columns.items()),
-        "_file",
-    )
-    renamed = _cast_ts(renamed, preset.ts_format, where)
-    _check_numeric(renamed, "price", where)
-    renamed = renamed.with_columns(pl.col("price").cast(pl.Float32))
-    event_type = pl.col("event_type").cast(pl.String)
-    if preset.event_types:
-        event_type = event_type.replace(dict(preset.event_types))
-    renamed = renamed.with_columns(event_type)
-    renamed, user_keys = _cast_id(renamed, "user_id", where)
-    renamed, _ = _cast_id(renamed, "product_id", where)
-
-    products = None
-    if product_columns:
-        category = pl.col("category").cast(pl.String)
-        if preset_name == "rees46":  # "electronics.smartphone" -> "electronics"
-            category = category.str.split(".").list.first()
-        products = (
-            renamed.group_by("product_id")
-            .agg(
-                category.fill_null(NO_CATEGORY).first().alias("category")
-                if "category" in product_columns
-                else pl.lit(NO_CATEGORY).alias("category"),
-                pl.col("brand").cast(pl.String).drop_nulls().first().alias("brand")
-                if "brand" in product_columns
-                else pl.lit(None, pl.String).alias("brand"),
-                pl.col("price").median().cast(pl.Float32).alias("base_price"),
-            )
-            .drop_nulls("product_id")
-        )
-    events = renamed.select(*REQUIRED, "_file")
-    return Dataset(
-        events=events,
-        products=products,
-        users=None,
-        truth=None,
-        source=path,
-        declared_sorted=False,
-        user_keys=user_keys,
-    )
+def require_file_columns(path: Path, needed: tuple[str, ...], hint: str) -> None:
+    """A one-line error when the Parquet file at ``path`` lacks any of ``needed``."""
+    present = set(pl.scan_parquet(path).collect_schema().names())
+    missing = [c for c in needed if c not in present]
+    if missing:
+        raise DataValidationError.missing_columns(path, missing, hint)

@@ -1,28 +1,26 @@
 """Per-user behavioural features as one lazy Polars query (definitions: shared/DESIGN.md).
 
-Pure LazyFrame -> LazyFrame; nothing is collected here but the small products table (for the
-category lookup). Sessionization uses whole-frame ``shift``/``cum_sum`` over events sorted by
-(user_id, ts), which the streaming engine runs natively, and one hash group_by per user (its
-state grows with users, not events).
+Pure LazyFrame -> LazyFrame; nothing is collected here (the edge passes the products table
+collected, for the category lookup). Sessionization uses whole-frame ``shift``/``cum_sum``
+over events sorted by (user_id, ts), which the streaming engine runs natively, and one hash
+group_by per user (its state grows with users, not events).
 
 Session-level facts (did a session contain a purchase / a cart) come from a group-by per
-(user, session) over the cart and purchase rows only (~5% of the rows).
+(user, session) over the cart and purchase rows only (a few percent of a typical log).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Sequence
 
 import polars as pl
 
-DEFAULT_SESSION_GAP = dt.timedelta(minutes=30)
+from engine.features.categories import share_column, with_category_codes
+from engine.features.sessions import DEFAULT_SESSION_GAP, sessionize
+
 US_PER_DAY = 86_400_000_000
 DAYS_PER_US = 1.0 / US_PER_DAY
-# Ids below this (product ids, user ids) are looked up in an array indexed by id instead of
-# joined (``dense_lookup``).
-MAX_LOOKUP_KEY = 1 << 24
 
 CORE_FEATURES: tuple[str, ...] = (
     "n_events",
@@ -51,32 +49,16 @@ EXTRA_FEATURES: tuple[str, ...] = (
 )
 
 
-def share_column(category: str) -> str:
-    """Feature name of a category's view share: ``share_<category>`` as an identifier."""
-    return "share_" + (re.sub(r"[^0-9a-zA-Z]+", "_", category).strip("_").lower() or "blank")
-
-
 def _ratio(num: str, den: str) -> pl.Expr:
     return pl.when(pl.col(den) > 0).then(pl.col(num).cast(pl.Float64) / pl.col(den)).otherwise(0.0)
-
-
-def sessionize(events: pl.LazyFrame, session_gap: dt.timedelta) -> pl.LazyFrame:
-    """Add ``new_session`` (first event of a session) and ``last_in_session`` flags.
-
-    Assumes events sorted by (user_id, ts).
-    """
-    user_changed = (pl.col("user_id") != pl.col("user_id").shift(1)).fill_null(True)
-    gap_exceeded = ((pl.col("ts") - pl.col("ts").shift(1)) > session_gap).fill_null(True)
-    return events.with_columns((user_changed | gap_exceeded).alias("new_session")).with_columns(
-        pl.col("new_session").shift(-1).fill_null(True).alias("last_in_session")
-    )
 
 
 def _cart_and_purchase_sessions(events: pl.LazyFrame) -> pl.LazyFrame:
     """Per user (with any cart or purchase): sessions with a purchase, with a cart, with both.
 
-    Only the ~5% of rows that are carts or purchases are grouped by session (``_session``,
-    a global session number); running counts over every row made the whole query ~10% slower.
+    Only the rows that are carts or purchases (a few percent) are grouped by session
+    (``_session``, a global session number); running counts over every row were tried and
+    made the whole query slower.
     """
     kind = pl.col("event_type")
     return (
@@ -92,51 +74,9 @@ def _cart_and_purchase_sessions(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
-def dense_lookup(
-    keys: pl.Series, values: pl.Series, key: pl.Expr, default: str | int | None = None
-) -> pl.Expr | None:
-    """``values[keys == key]`` for every row, through an array indexed by key: ~20x
-    cheaper than a hash join on the streaming engine. Keys absent from ``keys`` give
-    ``default`` (null unless given).
-
-    None when ``keys`` are not unsigned integers below MAX_LOOKUP_KEY (2 to 4 bytes per
-    slot), or are empty: the caller joins instead.
-    """
-    top = keys.max() if keys.dtype.is_unsigned_integer() else None
-    if not isinstance(top, int) or top >= MAX_LOOKUP_KEY:
-        return None
-    # One slot past the largest key keeps the default: larger keys are clipped onto it.
-    table = pl.repeat(default, top + 2, dtype=values.dtype, eager=True).scatter(keys, values)
-    return pl.lit(table).gather(key.clip(upper_bound=top + 1))
-
-
-def _with_category_codes(
-    events: pl.LazyFrame, products: pl.LazyFrame, ordered: list[str]
-) -> pl.LazyFrame:
-    """Add ``_cat``: the event's product category as a small integer code (its index in
-    ``ordered``; null for products without a known category), so that the per-user view
-    counts compare integers, not strings.
-
-    Dense product ids (the usual case) go through ``dense_lookup``; this reads the products
-    table (small: one row per product) while the plan is built. Sparse ids take the join.
-    """
-    codes = products.select(
-        "product_id",
-        pl.col("category")
-        .replace_strict({c: i for i, c in enumerate(ordered)}, default=None, return_dtype=pl.UInt16)
-        .alias("_cat"),
-    )
-    if products.collect_schema()["product_id"].is_unsigned_integer():
-        table = codes.collect()
-        lookup = dense_lookup(table["product_id"], table["_cat"], pl.col("product_id"))
-        if lookup is not None:
-            return events.with_columns(lookup.alias("_cat"))
-    return events.join(codes, on="product_id", how="left")
-
-
 def user_features(
     events: pl.LazyFrame,
-    products: pl.LazyFrame | None = None,
+    products: pl.DataFrame | pl.LazyFrame | None = None,
     *,
     categories: Sequence[str] = (),
     as_of: dt.datetime | None = None,
@@ -147,9 +87,10 @@ def user_features(
 
     Args:
         events: validated events in the contract schema, sorted by (user_id, ts).
-        products: product_id -> category (needed for top_category and shares).
+        products: product_id -> category (needed for top_category and shares); a
+            DataFrame (collected at the edge) is looked up by id, a LazyFrame joined.
         categories: the categories to give a share column (all categories for a correct
-            top_category; see ``engine.featurize.category_list``).
+            top_category; see ``engine.features.categories.category_list``).
         as_of: reference time for recency/tenure; events after it are ignored. Default: the
             largest ts in ``events``.
         session_gap: a new session starts after a gap strictly greater than this.
@@ -173,7 +114,7 @@ def user_features(
         .alias("_new_day")
     )
     if products is not None and ordered:
-        flagged = _with_category_codes(flagged, products, ordered)
+        flagged = with_category_codes(flagged, products, ordered)
     else:
         flagged = flagged.with_columns(pl.lit(None, pl.UInt16).alias("_cat"))
     is_view = pl.col("event_type") == "view"
@@ -191,7 +132,7 @@ def user_features(
         count("purchase").alias("n_purchases"),
         pl.col("new_session").sum().alias("n_sessions"),
         # Distinct viewed products: null stands for "not a view" and is taken back out
-        # (3x faster than filter().n_unique() on the streaming engine).
+        # (cheaper than filter().n_unique() on the streaming engine).
         (viewed.n_unique() - viewed.is_null().any().cast(pl.UInt32)).alias("n_products_viewed"),
         pl.when(is_purchase).then(pl.col("price").cast(pl.Float64)).sum().alias("revenue"),
         pl.col("_new_day").sum().alias("active_days"),

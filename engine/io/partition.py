@@ -9,19 +9,18 @@ has them) that every ecomscale command reads.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
-import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow.parquet as pq
 
-from engine.exceptions import ConfigError, DatasetIOError
-from engine.featurize import sorted_buckets
-from engine.loading import Dataset
+from engine.exceptions import ConfigError
+from engine.io.atomic import atomic_dir
+from engine.io.dataset import Dataset
+from engine.io.outofcore import sorted_buckets
 from engine.schema import (
     BUCKET_DIR,
     EVENTS_DIR,
@@ -32,9 +31,31 @@ from engine.schema import (
     SCHEMA_VERSION,
     USERS_FILE,
 )
-from engine.validation import Policy, ValidationReport, scan_rules
+from engine.validation import Policy, ValidationReport, parse_policy, scan_rules
 
 USER_KEYS_FILE = "user_keys.parquet"  # dense user_id -> the source's string id
+
+
+@dataclass(frozen=True)
+class PartitionConfig:
+    """How to lay a dataset out in buckets (validated once, here).
+
+    Attributes:
+        buckets: number of buckets (a few per worker is a good start).
+        on_bad_rows: validation policy, as for the features stage.
+        quarantine_dir: where rejected rows go under "quarantine".
+        overwrite: replace an existing folder at the target.
+    """
+
+    buckets: int
+    on_bad_rows: Policy = "error"
+    quarantine_dir: Path | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.buckets <= MAX_BUCKETS:
+            raise ConfigError.out_of_range("buckets", f"in [1, {MAX_BUCKETS}]", self.buckets)
+        parse_policy(self.on_bad_rows)
 
 
 def partition_dataset(
@@ -46,41 +67,27 @@ def partition_dataset(
     quarantine_dir: str | Path | None = None,
     overwrite: bool = False,
 ) -> tuple[dict[str, Any], ValidationReport]:
-    """Write ``dataset`` to ``out_dir`` in the bucketed layout, atomically.
-
-    Args:
-        dataset: from ``load_dataset`` (ours or foreign).
-        out_dir: the dataset folder to create; it appears only when complete.
-        n_buckets: number of buckets (a few per worker is a good start).
-        on_bad_rows: validation policy, as for the features stage.
-        quarantine_dir: where rejected rows go under "quarantine".
-        overwrite: replace an existing folder at ``out_dir``.
+    """Write ``dataset`` to ``out_dir`` in the bucketed layout, atomically (keyword form of
+    ``partition_stage``; the arguments are ``PartitionConfig``'s).
 
     Returns:
         The manifest written and the validation report.
     """
-    if not 1 <= n_buckets <= MAX_BUCKETS:
-        raise ConfigError(f"buckets must be in [1, {MAX_BUCKETS}], got {n_buckets}")
+    quarantine = None if quarantine_dir is None else Path(quarantine_dir)
+    config = PartitionConfig(n_buckets, on_bad_rows, quarantine, overwrite)
+    return partition_stage(dataset, out_dir, config)
+
+
+def partition_stage(
+    dataset: Dataset, out_dir: str | Path, config: PartitionConfig
+) -> tuple[dict[str, Any], ValidationReport]:
+    """Write ``dataset`` to ``out_dir`` in the bucketed layout; the folder appears only when
+    complete. Returns the manifest written and the validation report."""
     target = Path(out_dir)
-    if target.exists() and not overwrite:
-        raise DatasetIOError(f"{target} already exists. Hint: pass --overwrite to replace it")
     if dataset.source.resolve() == target.resolve():
         raise ConfigError(f"{target}: write the partitioned copy to a new folder")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.partial-{uuid.uuid4().hex[:8]}"
-    try:
-        manifest, report = _write(dataset, staging, n_buckets, on_bad_rows, quarantine_dir)
-        if target.exists():
-            old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(target, old)
-            os.replace(staging, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(staging, target)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return manifest, report
+    with atomic_dir(target, overwrite=config.overwrite) as staging:
+        return _write(dataset, staging, config.buckets, config.on_bad_rows, config.quarantine_dir)
 
 
 def _write(
@@ -91,7 +98,7 @@ def _write(
     quarantine_dir: str | Path | None,
 ) -> tuple[dict[str, Any], ValidationReport]:
     events_dir = root / EVENTS_DIR
-    events_dir.mkdir(parents=True)
+    events_dir.mkdir()
     scanned = scan_rules(
         dataset.events, on_bad_rows=on_bad_rows, declared_sorted=dataset.declared_sorted
     )

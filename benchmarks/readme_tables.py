@@ -1,0 +1,217 @@
+"""The README's performance tables, generated from the committed ``benchmarks/results/*.json``.
+
+Measured figures live in the results files only; the README shows them between markers
+(``<!-- results:NAME -->`` ... ``<!-- /results:NAME -->``) that this script rewrites, and
+``tests/test_readme_figures.py`` fails when the README and the results disagree.
+
+    python -m benchmarks.readme_tables            # rewrite the README's tables
+    python -m benchmarks.readme_tables --check    # exit 1 if they are out of date
+
+Results come from: ``ECOMSCALE_BENCH=ci python -m pytest benchmarks
+--benchmark-json=benchmarks/results/ci.json`` (ci.json), ``python -m benchmarks.scaling``
+(scaling.json, cores.json) and ``python -m benchmarks.dask_scaling`` (dask.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+MARKER = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.DOTALL)
+
+
+def _m(value: float) -> str:
+    return f"{value / 1e6:.1f}M"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _by_name(ci: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {bench["name"]: bench["extra_info"] for bench in ci["benchmarks"]}
+
+
+def render_ci(results: Path) -> str:
+    """The ci benchmark profile: every stage, ours against its peers in the same run."""
+    ci = json.loads((results / "ci.json").read_text())
+    info = _by_name(ci)
+    rows = []
+    gen = info["test_generation_vs_write_floor"]
+    rows.append(
+        [
+            f"generate ({gen['events']:,} events)",
+            f"{_m(gen['events_per_s'])} events/s, writer peak RSS "
+            f"{gen['worker_peak_rss_mb']:.0f} MB",
+            f"pyarrow write of the same table: {_m(gen['floor_events_per_s'])}/s "
+            f"(ours = {gen['share_of_floor']:.0%} of it)",
+        ]
+    )
+    val = info["test_validation_vs_decode_floor"]
+    rows.append(
+        [
+            "load + validation (all rules)",
+            f"{_m(val['rows_per_s'])} rows/s",
+            f"Polars decode of the same columns: ours takes {val['times_floor']:.2f}x its time",
+        ]
+    )
+    feat = info["test_features_vs_peers"]
+    rss = info.get("test_features_peak_memory", {}).get("peak_rss_mb")
+    rows.append(
+        [
+            f"features ({feat['events']:,} events, {feat['users']:,} users)",
+            f"**{_m(feat['events_per_s'])} events/s**"
+            + ("" if rss is None else f", peak RSS {rss:.0f} MB"),
+            f"DuckDB SQL **{feat['ratio_vs_duckdb']:.1f}x** slower, pandas "
+            f"**{feat['ratio_vs_pandas']:.1f}x** slower; ours takes {feat['times_floor']:.1f}x "
+            "the decode floor's time",
+        ]
+    )
+    for std in ("easy", "overlapping"):
+        km = info[f"test_kmeans_vs_scikit_learn[{std}]"]["summary"][0]
+        rows.append(
+            [
+                f"K-Means, {std} blobs (n = {km['n']:,}, d = 16, k = 8)",
+                f"{km['ours_s']:.3f} s, ARI {km['ari']:.3f}, extra memory "
+                f"{km['extra_mem_ratio']:.2f}x the data",
+                f"MiniBatchKMeans default **{km['vs_sk_minibatch']:.0f}x** slower, uniform "
+                f"{km['vs_sk_minibatch_uniform']:.1f}x; KMeans(lloyd) "
+                f"**{km['vs_sk_lloyd']:.1f}x** at inertia ratio "
+                f"{km['worst_inertia_vs_lloyd']:.5f}",
+            ]
+        )
+    dist_f = info["test_features_serial_vs_local_cluster"]
+    dist_s = info["test_segments_serial_vs_local_cluster"]
+    rows.append(
+        [
+            f"Dask LocalCluster, {dist_f['workers']} workers",
+            f"features {dist_f['cluster_vs_serial']:.2f}x, segments (k = {dist_s['k']}) "
+            f"{dist_s['cluster_vs_serial']:.2f}x the serial speed",
+            "serial path, same run; identical outputs",
+        ]
+    )
+    run = info["test_run_end_to_end"]
+    total = sum(run["stage_seconds"].values())
+    rows.append(
+        [
+            f"run, features -> report ({run['events']:,} events)",
+            f"{total:.1f} s of stages, persona ARI {run['ari']:.3f}",
+            "—",
+        ]
+    )
+    commit = ci.get("commit_info", {})
+    dirty = " with uncommitted changes" if commit.get("dirty") else ""
+    where = f"commit {commit.get('id', '?')[:7]}{dirty}, {ci.get('datetime', '?')[:10]}"
+    head = (
+        f"`ci` profile, one run ({where}; {ci['machine_info'].get('cpu', {}).get('count', '?')}"
+        " cores):\n\n"
+    )
+    return head + _table(["stage", "ours", "peer(s) in the same run"], rows)
+
+
+def _stages(rows: list[dict[str, Any]]) -> list[str]:
+    return list(rows[0]["stages"])
+
+
+def render_scaling(results: Path) -> str:
+    """The scaling study: every stage as the CLI, at each size."""
+    study = json.loads((results / "scaling.json").read_text())
+    stages = _stages(study["rows"])
+    table = [
+        [f"{row['events']:,}", f"{row['users']:,}"]
+        + [
+            f"{row['stages'][s]['seconds']:.1f} / {row['stages'][s]['peak_rss_mb']:.0f}"
+            for s in stages
+        ]
+        for row in study["rows"]
+    ]
+    header = ["events", "users", *(f"{s} s / peak MB" for s in stages)]
+    return f"{study['machine']}, {study['threads']} threads:\n\n" + _table(header, table)
+
+
+def render_cores(results: Path) -> str:
+    """The same stages at one size for each thread count."""
+    runs = json.loads((results / "cores.json").read_text())
+    counts = sorted(runs, key=int)
+    base = runs[counts[0]]["rows"][0]["stages"]
+    rows = []
+    for stage in base:
+        cells = [stage]
+        for count in counts:
+            seconds = runs[count]["rows"][0]["stages"][stage]["seconds"]
+            speedup = base[stage]["seconds"] / seconds
+            cells.append(f"{seconds:.1f} s" + ("" if count == counts[0] else f" ({speedup:.2f}x)"))
+        rows.append(cells)
+    events = runs[counts[0]]["rows"][0]["events"]
+    header = [f"stage ({events:,} events)", *(f"{c} thread(s)" for c in counts)]
+    return _table(header, rows)
+
+
+def render_dask(results: Path) -> str:
+    """Features and segments on a LocalCluster against the serial path of the same run."""
+    study = json.loads((results / "dask.json").read_text())
+    serial = study["serial"]
+    rows = [
+        [
+            str(run["workers"]),
+            f"{run['features_s']:.1f}",
+            f"{run['events_per_s'] / 1e6:.2f}",
+            f"{serial['features_s'] / run['features_s']:.2f}x",
+            f"{run['segment_s']:.1f}",
+            f"{serial['segment_s'] / run['segment_s']:.2f}x",
+            "yes" if run["identical"] else "**no**",
+        ]
+        for run in study["cluster"]
+    ]
+    header = ["workers", "features s", "M events/s", "vs serial", "segment s", "vs serial"]
+    head = (
+        f"{study['machine']}; {study['events']:,} events, {study['users']:,} users, "
+        f"k = {study['k']}; serial: features {serial['features_s']:.1f} s, segment "
+        f"{serial['segment_s']:.1f} s.\n\n"
+    )
+    return head + _table([*header, "identical"], rows)
+
+
+RENDERERS: dict[str, Callable[[Path], str]] = {
+    "ci": render_ci,
+    "scaling": render_scaling,
+    "cores": render_cores,
+    "dask": render_dask,
+}
+
+
+def rendered_readme(text: str, results: Path = RESULTS) -> str:
+    """``text`` with every results block replaced by the table rendered from ``results``."""
+
+    def block(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if name not in RENDERERS:
+            raise KeyError(f"README block {name!r}: no renderer (known: {sorted(RENDERERS)})")
+        return match.group(1) + RENDERERS[name](results) + match.group(4)
+
+    return MARKER.sub(block, text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 if the README is stale")
+    args = parser.parse_args()
+    current = README.read_text()
+    fresh = rendered_readme(current)
+    if args.check:
+        sys.exit(0 if fresh == current else 1)
+    README.write_text(fresh)
+
+
+if __name__ == "__main__":
+    main()

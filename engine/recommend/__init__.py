@@ -1,0 +1,1 @@
+"""Recommendations (a later round: co-visitation, evaluation). Empty until then."""

@@ -1,0 +1,27 @@
+"""ReportData: everything the report shows, as small collected tables and formatted figures."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows (collected, small tables)."""
+
+    title: str
+    kpis: dict[str, str]
+    profiles: pl.DataFrame  # engine.segments.profile + segment_name, name_rule
+    funnel: pl.DataFrame  # engine.insights.funnel
+    session_funnel: pl.DataFrame
+    category_preference: pl.DataFrame
+    product_interest: pl.DataFrame
+    viewed_not_bought: pl.DataFrame
+    revenue: pl.DataFrame
+    spearman: float | None
+    k_scores: pl.DataFrame = field(default_factory=pl.DataFrame)
+    ari: float | None = None
+    contingency: pl.DataFrame | None = None
+    notes: list[str] = field(default_factory=list)
