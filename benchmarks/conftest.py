@@ -31,12 +31,15 @@ class Profile:
     kmeans_sizes: tuple[int, ...]
     kmeans_seeds: tuple[int, ...]
     rounds: int
+    segment_sizes: tuple[int, ...] = (100_000,)  # users of the persona-recovery datasets
 
 
 PROFILES = {
-    "smoke": Profile("smoke", 20_000, 5_000, (100_000,), (0,), 1),
+    "smoke": Profile("smoke", 20_000, 5_000, (100_000,), (0,), 1, (20_000,)),
     "ci": Profile("ci", 131_072, 30_000, (1_000_000,), (0, 1), 3),
-    "full": Profile("full", 1_000_000, 150_000, (1_000_000, 5_000_000), (0, 1, 2), 3),
+    "full": Profile(
+        "full", 1_000_000, 150_000, (1_000_000, 5_000_000), (0, 1, 2), 3, (100_000, 1_000_000)
+    ),
 }
 
 

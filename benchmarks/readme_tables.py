@@ -182,7 +182,53 @@ def render_dask(results: Path) -> str:
     return head + _table([*header, "identical"], rows)
 
 
+def render_segments(results: Path) -> str:
+    """Persona recovery against the supervised ceilings (ci.json, and segments-full.json
+    when the full profile was run: ``ECOMSCALE_BENCH=full python -m pytest
+    benchmarks/test_bench_segments.py --benchmark-json=benchmarks/results/segments-full.json``)."""
+    rows = []
+    for name in ("ci.json", "segments-full.json"):
+        if not (results / name).exists():
+            continue
+        for bench in json.loads((results / name).read_text())["benchmarks"]:
+            if bench["name"].startswith("test_persona_recovery_against_the_ceiling"):
+                rows += bench["extra_info"]["rows"]
+    seen: set[tuple[float, int]] = set()
+    table = []
+    for row in sorted(rows, key=lambda r: (r["users"], r["separation"])):
+        key = (row["separation"], row["users"])
+        if key in seen:
+            continue
+        seen.add(key)
+        table.append(
+            [
+                f"{row['separation']:g}",
+                f"{row['users']:,}",
+                f"**{row['ari']:.3f}** (min {row['ari_min']:.3f})",
+                f"{row['ceiling_ari']:.3f} / {row['ceiling_all_ari']:.3f}",
+                f"**{row['of_ceiling']:.2f}**",
+                f"{row['f1_engaged']:.3f} ({row['ceiling_f1_engaged']:.3f})",
+                ", ".join(str(k) for k in row["k"]),
+                f"{row['seed_pairwise_ari']:.3f}",
+                f"{row['segment_s']:.1f}",
+            ]
+        )
+    header = [
+        "separation",
+        "users",
+        "ARI (median of 5 seeds)",
+        "ceiling ARI taste-free / all",
+        "of taste-free ceiling",
+        "F1 engaged (ceiling)",
+        "k",
+        "ARI between seeds",
+        "segment s",
+    ]
+    return _table(header, table)
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
+    "segments": render_segments,
     "ci": render_ci,
     "scaling": render_scaling,
     "cores": render_cores,

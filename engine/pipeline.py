@@ -25,7 +25,14 @@ from engine.insights.stage import INSIGHT_FEATURE_COLUMNS
 from engine.io.atomic import write_parquet_atomic
 from engine.io.dataset import Dataset, DataSource, load_dataset, require_file_columns
 from engine.report import ReportData, write_report
-from engine.segments import SegmentConfig, profiles_from_file, segment, write_segmentation
+from engine.segments import (
+    Segmentation,
+    SegmentConfig,
+    profiles_from_file,
+    segment,
+    write_segmentation,
+)
+from engine.segments.prepare import Space
 from engine.validation import Policy, ValidationReport
 
 Progress = Callable[[str], None]
@@ -46,6 +53,7 @@ class RunConfig:
         *,
         k: int | Literal["auto"] = "auto",
         seed: int = 0,
+        space: Space = "behaviour",
         on_bad_rows: Policy = "error",
         as_of: dt.datetime | None = None,
         session_gap: dt.timedelta = DEFAULT_SESSION_GAP,
@@ -54,7 +62,7 @@ class RunConfig:
         """One run's configuration; rejected rows go to ``out/quarantine``."""
         return cls(
             FeaturesConfig(on_bad_rows, out / "quarantine", as_of, session_gap),
-            SegmentConfig(k, seed),
+            SegmentConfig(k, seed, space),
             InsightsConfig(on_bad_rows, session_gap, conversion_window),
         )
 
@@ -70,6 +78,7 @@ class RunResult:
     ari: float | None
     timings: dict[str, float] = field(default_factory=dict)
     report: Path | None = None
+    method: list[tuple[str, str]] = field(default_factory=list)  # how segments were found
 
 
 @contextmanager
@@ -139,24 +148,37 @@ def run_stages(
 
     with _timed(timings, "segments", on_stage):
         if client is None:
-            seg = segment(result.features, k=config.segments.k, seed=config.segments.seed)
+            seg = segment(
+                result.features,
+                k=config.segments.k,
+                seed=config.segments.seed,
+                space=config.segments.space,
+            )
         else:
             from engine.distributed import segment_distributed
 
             seg = segment_distributed(
-                client, on_cluster.parts, k=config.segments.k, seed=config.segments.seed
+                client,
+                on_cluster.parts,
+                k=config.segments.k,
+                seed=config.segments.seed,
+                space=config.segments.space,
             )
         write_segmentation(seg, out / "segments.parquet", out / "segment_profiles.parquet")
 
     with _timed(timings, "insights + report", on_stage):
-        users = UserTables(result.features, seg.assignments, seg.profiles, seg.k_scores)
+        users = UserTables(
+            result.features, seg.assignments, seg.profiles, seg.k_scores, segment_method(seg)
+        )
         events = result.events
         if events is None:  # features streamed from ranges: validate the events once here
             events = clean_events(dataset, config.insights.on_bad_rows, result.as_of)
         found, report = insights_and_report(
             dataset, events, users, result.as_of, result.report, out, config.insights
         )
-    return RunResult(out, found.users, found.events, seg.names, found.ari, timings, report)
+    return RunResult(
+        out, found.users, found.events, seg.names, found.ari, timings, report, users.method
+    )
 
 
 @dataclass(frozen=True)
@@ -168,12 +190,38 @@ class UserTables:
         assignments: user_id, segment, segment_name.
         profiles: one row per segment (``Segmentation.profiles``).
         k_scores: the k search's scores (empty when k was given).
+        method: how the segments were found, (what, how) rows for the report.
     """
 
     features: pl.DataFrame
     assignments: pl.DataFrame
     profiles: pl.DataFrame
     k_scores: pl.DataFrame
+    method: list[tuple[str, str]]
+
+
+def segment_method(seg: Segmentation) -> list[tuple[str, str]]:
+    """How the segments were found, in words, for the report."""
+    shares = sum(c.startswith("share_") for c in seg.columns)
+    behaviour = [c for c in seg.columns if not c.startswith("share_")]
+    space = ", ".join(behaviour) + (f", and {shares} category shares" if shares else "")
+    rows = [
+        (
+            "features",
+            f"K-Means (engine.MiniBatchKMeans) on {space}; log-scaled, shrunk and "
+            "standardised (README: Segments)",
+        ),
+        ("k", seg.why_k),
+    ]
+    if seg.stability is not None:
+        rows.append(
+            (
+                "stability",
+                f"mean pairwise ARI {seg.stability:.3f} across five seeds of the "
+                "chosen k (1 = the same segments whatever the seed)",
+            )
+        )
+    return rows
 
 
 def insights_and_report(
@@ -211,8 +259,8 @@ def report_data(
             else ", ".join(f"{rule}: {n:,} rows" for rule, n in validation.counts.items())
             + f" (policy {config.on_bad_rows})."
         ),
-        "Segments: K-Means on log-scaled, standardised behaviour plus category shares; "
-        "names come from fixed rules over the profiles (see the table).",
+        "Segments: K-Means on the behavioural space described above; names come from fixed "
+        "rules over the profiles (see the table).",
     ]
     tables = found.tables
     no_categories = pl.DataFrame(
@@ -233,6 +281,7 @@ def report_data(
         ari=found.ari,
         contingency=found.contingency,
         notes=notes,
+        method=users.method,
     )
 
 
@@ -259,6 +308,7 @@ def report_from_files(
         assignments,
         profiles_from_file(features_path, assignments),
         pl.DataFrame(),
+        [("segments", f"read from {segments_path}")],
     )
     if as_of is None:  # the last event of the input, as the features stage defaults to
         as_of = dataset.events.select(pl.col("ts").max()).collect().item()

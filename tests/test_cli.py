@@ -166,4 +166,4 @@ def test_segment_names_a_missing_feature_column(tmp_path: Path) -> None:
     pl.DataFrame({"n_events": [3, 4]}).write_parquet(feats)
     proc = ecomscale("segment", str(feats), "--out", str(tmp_path / "s.parquet"))
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
-    assert f"{feats}: no column user_id, events_per_session" in proc.stderr
+    assert f"{feats}: no column user_id, n_sessions" in proc.stderr

@@ -20,7 +20,7 @@ from engine.io.dataset import load_dataset
 from engine.segments import segment
 from engine.segments.choose_k import silhouette
 from engine.segments.naming import name_segments
-from engine.segments.prepare import CATEGORY_BLOCK_WEIGHT, LOG_COLUMNS, RATE_COLUMNS, prepare
+from engine.segments.prepare import BEHAVIOUR_COLUMNS, CATEGORY_BLOCK_WEIGHT, prepare
 from synth import SynthConfig, generate_dataset
 
 GOLDEN = Path(__file__).parent / "golden" / "segments_small.json"
@@ -40,26 +40,56 @@ def test_prepare_standardises(small_features: pl.DataFrame) -> None:
     assert np.isfinite(matrix).all()
 
 
-def test_prepare_matches_a_whole_array_numpy_reference(small_features: pl.DataFrame) -> None:
+def _reference_space(features: pl.DataFrame) -> np.ndarray:
+    """The behavioural space of the prepare module's docstring, written out row by row in
+    NumPy (float64): the independent reference for prepare."""
+    sessions = features["n_sessions"].cast(pl.Float64).to_numpy()
+    recency = features["recency_days"].to_numpy()
+    span = features["tenure_days"].to_numpy() - recency
+    views = features["n_views"].cast(pl.Float64).to_numpy()
+    carts = features["n_carts"].cast(pl.Float64).to_numpy()
+    p0 = carts.sum() / views.sum()
+    columns = np.empty((features.height, 5))
+    for i in range(features.height):
+        if sessions[i] >= 2:
+            gap = max(span[i] / (sessions[i] - 1), 1 / 24)
+            overdue = recency[i] / gap
+        else:
+            overdue = 0.0
+        columns[i] = (
+            np.log1p(sessions[i]),
+            np.log1p(overdue),
+            np.log1p(features["n_purchase_sessions"][i]),
+            (carts[i] + 20 * p0) / (views[i] + 20),
+            features["price_index"][i] * views[i] / (views[i] + 10),
+        )
+    return columns
+
+
+def test_prepare_matches_a_numpy_reference(small_features: pl.DataFrame) -> None:
     """prepare builds the matrix a column at a time (and in a given row order); the
-    reference is the textbook whole-array formula of the module docstring."""
-    window = small_features["tenure_days"].max()
-    logs = [np.log1p(small_features[c].cast(pl.Float64).to_numpy()) for c in LOG_COLUMNS]
-    rates = [small_features[c].cast(pl.Float64).to_numpy() for c in RATE_COLUMNS]
-    recency = [small_features["recency_days"].to_numpy() / window]
-    share_cols = [c for c in small_features.columns if c.startswith("share_")]
-    shares = [small_features[c].cast(pl.Float64).to_numpy() for c in share_cols]
-    raw = np.nan_to_num(np.column_stack(logs + rates + recency + shares))
+    reference is the textbook formula of the module docstring, one user at a time."""
+    raw = _reference_space(small_features)
     mean, std = raw.mean(axis=0), raw.std(axis=0)
     expected = (raw - mean) / np.where(std > 0, std, 1.0)
-    expected[:, -len(share_cols) :] *= np.sqrt(CATEGORY_BLOCK_WEIGHT / len(share_cols))
-
     matrix, columns = prepare(small_features)
-    assert columns[-len(share_cols) :] == share_cols
+    assert tuple(columns) == BEHAVIOUR_COLUMNS  # no category taste by default
     np.testing.assert_allclose(matrix, expected, rtol=1e-5, atol=1e-5)
     order = np.random.default_rng(0).permutation(small_features.height)
     reordered, _ = prepare(small_features, order)
     np.testing.assert_array_equal(reordered, matrix[order])
+
+
+def test_the_category_space_adds_the_weighted_share_block(small_features: pl.DataFrame) -> None:
+    behaviour, _ = prepare(small_features)
+    matrix, columns = prepare(small_features, space="behaviour+category")
+    share_cols = [c for c in small_features.columns if c.startswith("share_")]
+    assert columns == [*BEHAVIOUR_COLUMNS, *share_cols]
+    np.testing.assert_array_equal(matrix[:, : len(BEHAVIOUR_COLUMNS)], behaviour)
+    shares = small_features.select(share_cols).to_numpy()
+    z = (shares - shares.mean(axis=0)) / np.where(shares.std(axis=0) > 0, shares.std(axis=0), 1)
+    block = z * np.sqrt(CATEGORY_BLOCK_WEIGHT / len(share_cols))
+    np.testing.assert_allclose(matrix[:, len(BEHAVIOUR_COLUMNS) :], block, rtol=1e-4, atol=1e-4)
 
 
 def _profile(**overrides: float) -> dict[str, float]:
@@ -71,7 +101,7 @@ def _profile(**overrides: float) -> dict[str, float]:
         "recency_days": 10.0,
         "n_purchase_sessions": 0.2,
         "revenue": 10.0,
-        "avg_view_price": 100.0,
+        "price_index": 0.0,
         "top_category": "a",
     }
     return {**base, **overrides}
@@ -83,7 +113,7 @@ def test_naming_rules() -> None:
         _profile(segment=1, buyer_share=0.0, n_events=40.0),
         _profile(segment=2, recency_days=25.0),
         _profile(segment=3, buyer_share=0.9, n_purchase_sessions=4.0, revenue=300.0),
-        _profile(segment=4, buyer_share=0.6, avg_view_price=20.0),
+        _profile(segment=4, buyer_share=0.6, price_index=-1.0, n_purchase_sessions=3.0),
         _profile(segment=5, buyer_share=0.95, n_purchase_sessions=1.0),
         _profile(segment=6, buyer_share=0.0, n_events=3.0),
     ]
@@ -176,16 +206,31 @@ def test_empty_centres_are_dropped(small_features: pl.DataFrame) -> None:
 
 
 @pytest.mark.slow
-def test_default_dataset_recovers_personas(tmp_path: Path) -> None:
-    generate_dataset(SynthConfig(), tmp_path / "default", workers=2)
-    ds = load_dataset(tmp_path / "default")
-    seg = segment(compute_features(ds).features, k="auto", seed=0)
+@pytest.mark.parametrize("separation", [0.0, 0.9], ids=["behaviour-only", "default"])
+def test_personas_are_recovered_from_behaviour(tmp_path: Path, separation: float) -> None:
+    """Whether or not personas lean towards categories, the segments come from behaviour:
+    the same recovery at both separations, named as planted, stable across seeds. The
+    thresholds sit below what the 100k-user benchmark measures (0.41 ARI, 0.62 of the
+    taste-free supervised ceiling, F1 0.55) for this smaller, noisier sample."""
+    config = SynthConfig(users=40_000, separation=separation, seed=11)
+    generate_dataset(config, tmp_path / "data", workers=2)
+    ds = load_dataset(tmp_path / "data")
+    features = compute_features(ds).features
+    seg = segment(features, k="auto", seed=0)
     assert ds.truth is not None
-    ari, _ = persona_agreement(seg.assignments, ds.truth.collect())
-    assert ari >= 0.8
-    assert "engaged non-buyers" in seg.names.values()
+    truth = ds.truth.collect()
+    ari, _ = persona_agreement(seg.assignments, truth)
+    assert ari >= 0.3
+    names = set(seg.names.values())
+    assert {"engaged non-buyers", "lapsed", "one-time buyers", "bargain hunters"} <= names
     engaged = seg.profiles.filter(pl.col("segment_name") == "engaged non-buyers").row(0, named=True)
     assert engaged["buyer_share"] < 0.05
+    joined = seg.assignments.join(truth, on="user_id")
+    found = joined["segment_name"] == "engaged non-buyers"
+    planted = joined["persona"] == "window_shopper"
+    f1 = 2 * (found & planted).sum() / (found.sum() + planted.sum())
+    assert f1 >= 0.45
+    assert seg.stability is not None and seg.stability >= 0.95
 
 
 def test_k_chosen_on_a_sample_of_a_large_input(

@@ -36,6 +36,13 @@ DEFAULT_BUCKETS = 16  # bucketed layout of the generated default dataset on a cl
 )
 @click.option("--k", "k", default="auto", show_default=True, help="Number of segments or 'auto'.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Segmentation seed.")
+@click.option(
+    "--space",
+    type=click.Choice(["behaviour", "behaviour+category"]),
+    default="behaviour",
+    show_default=True,
+    help="What decides the segments: behaviour only, or behaviour plus category taste.",
+)
 @click.option("--users", type=int, default=None, help="Users in the generated dataset (no DATA).")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
 @with_data_options
@@ -46,6 +53,7 @@ def run(
     out: Path,
     k: str,
     seed: int,
+    space: str,
     users: int | None,
     workers: int,
     fmt: str,
@@ -60,9 +68,13 @@ def run(
     With no DATA, the built-in default dataset is generated into OUT/data first (in the
     bucketed layout when a Dask cluster is asked for).
     """
-    segments = SegmentConfig.parse(k, seed)
+    segments = SegmentConfig.parse(k, seed, space)
     config = RunConfig.build(
-        out, k=segments.k, seed=segments.seed, on_bad_rows=parse_policy(on_bad_rows)
+        out,
+        k=segments.k,
+        seed=segments.seed,
+        space=segments.space,
+        on_bad_rows=parse_policy(on_bad_rows),
     )
     check_writable(out)
     start = time.perf_counter()
@@ -92,6 +104,8 @@ def run(
                 client=client,
             )
     console.print(segments_table(pl.read_parquet(out / "segment_profiles.parquet")))
+    for what, how in result.method:
+        console.print(f"{what}: {how}")
     stages = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.timings.items())
     console.print(f"stages: {stages}; total {time.perf_counter() - start:.1f} s")
     if compiled_in_this_process():

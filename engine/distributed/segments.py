@@ -7,6 +7,7 @@ in the serial fit, whatever the number of buckets or workers.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -15,14 +16,16 @@ import polars as pl
 
 from engine.kmeans.dask_rows import DaskRows, labels_for
 from engine.schema import user_bucket
-from engine.segments.choose_k import fit_segments
+from engine.segments.choose_k import fit_segments, stability, why_k
 from engine.segments.prepare import (
+    Population,
+    Space,
     column_moments,
     in_hash_order,
+    population_sums,
     raw_columns,
     scaling,
     standardise,
-    window_of,
 )
 from engine.segments.profile import merge_profiles, profile_partial, size_order
 from engine.segments.stage import Segmentation, check_segmentable, named
@@ -33,12 +36,12 @@ if TYPE_CHECKING:
 KMEANS_PARTITIONS = 4
 
 
-def _raw(features: pl.DataFrame, window: float) -> np.ndarray:
-    return raw_columns(features, window)[0]
+def _raw(features: pl.DataFrame, population: Population, space: Space) -> np.ndarray:
+    return raw_columns(features, population, space)[0]
 
 
-def _columns(features: pl.DataFrame) -> list[str]:
-    return raw_columns(features.head(0), 1.0)[1]
+def _columns(features: pl.DataFrame, space: Space) -> list[str]:
+    return raw_columns(features.head(0), Population(0.0), space)[1]
 
 
 def _with_segment(
@@ -75,6 +78,7 @@ def segment_distributed(
     k: int | Literal["auto"] = "auto",
     seed: int = 0,
     kmeans_partitions: int = KMEANS_PARTITIONS,
+    space: Space = "behaviour",
 ) -> Segmentation:
     """``engine.segment`` over feature partitions held by workers (each in hash order, the
     partitions in bucket order). Gives the serial segments for the same users.
@@ -89,9 +93,11 @@ def segment_distributed(
     parts = [part for part, size in zip(parts, sizes, strict=True) if size]
     sizes = [size for size in sizes if size]
     check_segmentable(sum(sizes), k)
-    window = max(client.gather([client.submit(window_of, part) for part in parts]))
-    columns = client.submit(_columns, parts[0]).result()
-    raws = [client.submit(_raw, part, window) for part in parts]
+    population = Population.merge(
+        client.gather([client.submit(population_sums, part) for part in parts])
+    )
+    columns = client.submit(_columns, parts[0], space).result()
+    raws = [client.submit(_raw, part, population, space) for part in parts]
     mean, std = scaling(client.gather([client.submit(column_moments, raw) for raw in raws]))
     matrices = [client.submit(standardise, raw, columns, mean, std) for raw in raws]
     data = DaskRows(client, matrices, sizes)
@@ -111,7 +117,9 @@ def segment_distributed(
     assignments = pl.concat(
         client.gather([client.submit(_assignments, w) for w in with_segment])
     ).sort("user_id")
-    return named(assignments, profiles, model.inertia_, columns, scores)
+    seg = named(assignments, profiles, model.inertia_, columns, scores)
+    steady = stability(data, k, seed)
+    return dataclasses.replace(seg, why_k=why_k(scores, seg.k), stability=steady)
 
 
 def _feature_partition(path: Path, bucket: int, n_buckets: int) -> pl.DataFrame:

@@ -21,6 +21,7 @@ from engine.features.sessions import DEFAULT_SESSION_GAP, sessionize
 
 US_PER_DAY = 86_400_000_000
 DAYS_PER_US = 1.0 / US_PER_DAY
+GRID = float(1 << 20)  # price_index terms are rounded to multiples of 1 / GRID
 
 CORE_FEATURES: tuple[str, ...] = (
     "n_events",
@@ -46,6 +47,7 @@ EXTRA_FEATURES: tuple[str, ...] = (
     "cart_to_purchase",
     "remove_rate",
     "avg_view_price",
+    "price_index",
 )
 
 
@@ -116,7 +118,9 @@ def user_features(
     if products is not None and ordered:
         flagged = with_category_codes(flagged, products, ordered)
     else:
-        flagged = flagged.with_columns(pl.lit(None, pl.UInt16).alias("_cat"))
+        flagged = flagged.with_columns(
+            pl.lit(None, pl.UInt16).alias("_cat"), pl.lit(None, pl.Float64).alias("_lref")
+        )
     is_view = pl.col("event_type") == "view"
     is_purchase = pl.col("event_type") == "purchase"
     viewed = pl.when(is_view).then(pl.col("product_id"))
@@ -139,6 +143,12 @@ def user_features(
         pl.col("ts").min().alias("_first_ts"),
         pl.col("ts").max().alias("_last_ts"),
         pl.when(is_view).then(pl.col("price").cast(pl.Float64)).mean().alias("avg_view_price"),
+        # Each view's log price ratio on a grid of 2^-20: sums of grid values are exact, so
+        # the mean does not depend on the order the rows reach the group-by.
+        pl.when(is_view & (pl.col("price") > 0))
+        .then(((pl.col("price").cast(pl.Float64).log() - pl.col("_lref")) * GRID).round() / GRID)
+        .mean()
+        .alias("price_index"),
         *view_counts,
         *extra_aggs,
     )
@@ -177,7 +187,7 @@ def user_features(
             top.cast(pl.String).alias("top_category"),
             _ratio("n_purchases", "n_carts").alias("cart_to_purchase"),
             _ratio("n_removes", "n_carts").alias("remove_rate"),
-            pl.col("avg_view_price").fill_null(0.0),
+            pl.col("avg_view_price", "price_index").fill_null(0.0),
             *shares,
         )
         .select(

@@ -25,3 +25,5 @@ class ReportData:
     ari: float | None = None
     contingency: pl.DataFrame | None = None
     notes: list[str] = field(default_factory=list)
+    # How the segments were found: (what, how) rows, e.g. ("k", "k = 6: the best ...").
+    method: list[tuple[str, str]] = field(default_factory=list)

@@ -131,6 +131,7 @@ def build_report(data: ReportData) -> str:
     ]
     not_bought = _table(data.viewed_not_bought.select(nb_cols), {"purchase_per_view": ".3%"})
     notes = "".join(f"<p class='note'>{esc(n)}</p>" for n in data.notes)
+    method = "".join(f"<tr><th>{esc(a)}</th><td>{esc(b)}</td></tr>" for a, b in data.method)
 
     def card(name: str, extra: str = "") -> str:
         return f'<div class="card">{rendered[name]}{extra}</div>' if name in rendered else ""
@@ -142,6 +143,7 @@ def build_report(data: ReportData) -> str:
 <div class="kpis">{kpis}</div>
 <div class="grid">{card("sizes")}{card("k")}</div>
 <div class="card"><h2>Segments and why they are named so</h2>{segments_table}</div>
+<div class="card"><h2>How the segments were found</h2><table>{method}</table></div>
 {card("profile")}
 {card("categories")}
 {card("funnel")}

@@ -6,11 +6,14 @@ over all users (weighted by segment size). Names that repeat get the segment's t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import polars as pl
 
 Profile = dict[str, float]
+# Mean log of viewed price over the category's median price: ln(0.6), views at 60% of it.
+BARGAIN_PRICE_INDEX = math.log(0.6)
 Rule = tuple[str, str, Callable[[Profile, Profile], bool]]
 
 RULES: tuple[Rule, ...] = (
@@ -25,6 +28,11 @@ RULES: tuple[Rule, ...] = (
         lambda s, o: s["recency_days"] >= 1.5 * o["recency_days"],
     ),
     (
+        "bargain hunters",
+        "buyer share >= 30% and viewed prices at most 60% of their category's median",
+        lambda s, o: s["buyer_share"] >= 0.3 and s["price_index"] <= BARGAIN_PRICE_INDEX,
+    ),
+    (
         "loyal high spenders",
         "buyer share >= 50%, >= 2 purchase sessions per user, revenue per user >= 2x overall",
         lambda s, o: (
@@ -32,11 +40,6 @@ RULES: tuple[Rule, ...] = (
             and s["n_purchase_sessions"] >= 2
             and s["revenue"] >= 2 * o["revenue"]
         ),
-    ),
-    (
-        "bargain hunters",
-        "buyer share >= 30% and mean viewed price <= 50% of overall",
-        lambda s, o: s["buyer_share"] >= 0.3 and s["avg_view_price"] <= 0.5 * o["avg_view_price"],
     ),
     (
         "one-time buyers",
@@ -57,7 +60,7 @@ RULES: tuple[Rule, ...] = (
 FALLBACK = ("mixed", "no rule matched")
 KEYS = (
     *("buyer_share", "n_events", "recency_days"),
-    *("n_purchase_sessions", "revenue", "avg_view_price"),
+    *("n_purchase_sessions", "revenue", "price_index"),
 )
 
 

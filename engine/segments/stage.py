@@ -6,10 +6,11 @@ The edge of the segments package: ``SegmentConfig`` is validated once, ``segment
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import numpy as np
 import polars as pl
@@ -17,9 +18,9 @@ import polars as pl
 from engine.exceptions import ConfigError, DataValidationError
 from engine.io.atomic import write_parquet_atomic
 from engine.kmeans import InMemoryRows
-from engine.segments.choose_k import fit_segments
+from engine.segments.choose_k import fit_segments, stability, why_k
 from engine.segments.naming import name_segments
-from engine.segments.prepare import hash_order, prepare, window_of
+from engine.segments.prepare import SPACES, Space, check_columns, hash_order, prepare
 from engine.segments.profile import merge_profiles, profile, profile_partial, size_order
 
 
@@ -34,6 +35,8 @@ class Segmentation:
         k: number of segments; k_scores: k, inertia, silhouette for every k tried.
         inertia: K-Means inertia on the prepared matrix.
         columns: the prepared feature columns, in matrix order.
+        why_k: in words, how k was chosen.
+        stability: mean pairwise ARI of the chosen k's fits with five seeds (a sample).
     """
 
     assignments: pl.DataFrame
@@ -44,29 +47,39 @@ class Segmentation:
     inertia: float
     columns: list[str]
     k_scores: pl.DataFrame = field(default_factory=pl.DataFrame)
+    why_k: str = ""
+    stability: float | None = None
 
 
 @dataclass(frozen=True)
 class SegmentConfig:
     """How to segment (validated once, here): ``k`` is "auto" (the best silhouette over
-    k = 3..10) or a number of segments; ``seed`` seeds K-Means and every sample."""
+    k = 3..10) or a number of segments; ``seed`` seeds K-Means and every sample; ``space``
+    is "behaviour" (default) or "behaviour+category" (adds the category-share block; see
+    ``engine.segments.prepare``)."""
 
     k: int | Literal["auto"] = "auto"
     seed: int = 0
+    space: Space = "behaviour"
 
     def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise ConfigError.out_of_range("space", f"one of {SPACES}", self.space)
         if self.k != "auto" and (isinstance(self.k, bool) or not isinstance(self.k, int)):
             raise ConfigError.out_of_range("k", "'auto' or an integer", self.k)
         if self.k != "auto" and self.k < 1:
             raise ConfigError.out_of_range("k", "'auto' or an integer >= 1", self.k)
 
     @classmethod
-    def parse(cls, k: str, seed: int) -> SegmentConfig:
+    def parse(cls, k: str, seed: int, space: str = "behaviour") -> SegmentConfig:
         """From command-line values (k as text: "auto" or a number)."""
+        if space not in SPACES:
+            raise ConfigError.out_of_range("space", f"one of {SPACES}", space)
+        chosen = cast(Space, space)
         if k == "auto":
-            return cls("auto", seed)
+            return cls("auto", seed, chosen)
         try:
-            return cls(int(k), seed)
+            return cls(int(k), seed, chosen)
         except ValueError:
             raise ConfigError.out_of_range("k", "'auto' or an integer", k) from None
 
@@ -80,7 +93,10 @@ def check_segmentable(n: int, k: int | Literal["auto"]) -> None:
 
 
 def segment(
-    features: pl.DataFrame, k: int | Literal["auto"] = "auto", seed: int = 0
+    features: pl.DataFrame,
+    k: int | Literal["auto"] = "auto",
+    seed: int = 0,
+    space: Space = "behaviour",
 ) -> Segmentation:
     """Cluster users into segments and name them.
 
@@ -88,26 +104,30 @@ def segment(
         features: output of ``user_features`` (collected).
         k: number of segments, or "auto" (the best silhouette over k = 3..10).
         seed: random seed for K-Means and the silhouette sample.
+        space: "behaviour" (default) or "behaviour+category" (see ``prepare``).
 
     Returns:
         Segmentation.
     """
     n = features.height
     check_segmentable(n, k)
-    window_of(features)  # every needed column is there (a one-line error if not)
+    check_columns(features)  # every needed column is there (a one-line error if not)
     # K-Means sees the users in hash order (as every backend does); the labels go back
     # to the features' own order.
     order = hash_order(features)
-    matrix, columns = prepare(features, order)
-    model, fitted, scores = fit_segments(InMemoryRows(matrix, np.ones(1)), k, seed)
-    del matrix
+    matrix, columns = prepare(features, order, space)
+    rows = InMemoryRows(matrix, np.ones(1))
+    model, fitted, scores = fit_segments(rows, k, seed)
+    steady = stability(rows, model.n_clusters, seed)
+    del matrix, rows
     relabel = size_order(np.bincount(fitted, minlength=model.n_clusters))
     labels = np.empty(n, dtype=np.int32)
     labels[order] = relabel[fitted]
     with_segment = features.with_columns(_like_chunks(labels, features["user_id"], "segment"))
     profiles = profile(with_segment)
     assignments = with_segment.select("user_id", "segment").sort("user_id")
-    return named(assignments, profiles, model.inertia_, columns, scores)
+    seg = named(assignments, profiles, model.inertia_, columns, scores)
+    return dataclasses.replace(seg, why_k=why_k(scores, seg.k), stability=steady)
 
 
 def _like_chunks(values: np.ndarray, like: pl.Series, name: str) -> pl.Series:
@@ -141,7 +161,7 @@ def named(
 def segment_stage(features: pl.DataFrame, config: SegmentConfig, out: str | Path) -> Segmentation:
     """Segment ``features``; write the assignments to ``out`` and the profiles beside it
     (``<stem>_profiles.parquet``)."""
-    seg = segment(features, k=config.k, seed=config.seed)
+    seg = segment(features, k=config.k, seed=config.seed, space=config.space)
     write_segmentation(seg, out)
     return seg
 
