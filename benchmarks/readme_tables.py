@@ -90,6 +90,15 @@ def render_ci(results: Path) -> str:
                 f"{km['worst_inertia_vs_lloyd']:.5f}",
             ]
         )
+    if "test_cohorts_vs_duckdb" in info:
+        coh = info["test_cohorts_vs_duckdb"]
+        rows.append(
+            [
+                f"cohorts: weekly retention + lifecycle ({coh['events']:,} events)",
+                f"{_m(coh['events_per_s'])} events/s (validation included)",
+                f"DuckDB SQL of the same definitions **{coh['ratio_vs_duckdb']:.1f}x** slower",
+            ]
+        )
     dist_f = info["test_features_serial_vs_local_cluster"]
     dist_s = info["test_segments_serial_vs_local_cluster"]
     rows.append(

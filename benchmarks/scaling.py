@@ -135,6 +135,7 @@ def study(
                 str(folder / "q"),
             ],
             "segment": ["segment", str(feats), "--out", str(segs)],
+            "cohorts": ["cohorts", str(data), "--out", str(folder / "c")],
             "report": [
                 "report",
                 str(data),

@@ -17,9 +17,13 @@ from typing import Any, Literal
 
 import polars as pl
 
+from engine.cohorts import CohortsConfig, CohortTables, cohorts_stage
+from engine.exceptions import DataValidationError
 from engine.features import FeaturesConfig, features_stage
 from engine.features.buckets import clean_events
+from engine.features.result import DEFAULT_RANGE_USERS
 from engine.features.sessions import DEFAULT_SESSION_GAP
+from engine.features.stage import user_ranges
 from engine.insights import DEFAULT_CONVERSION_WINDOW, Insights, InsightsConfig, insights_stage
 from engine.insights.stage import INSIGHT_FEATURE_COLUMNS
 from engine.io.atomic import write_parquet_atomic
@@ -45,6 +49,7 @@ class RunConfig:
     features: FeaturesConfig = FeaturesConfig()
     segments: SegmentConfig = SegmentConfig()
     insights: InsightsConfig = InsightsConfig()
+    cohorts: CohortsConfig = CohortsConfig()
 
     @classmethod
     def build(
@@ -64,6 +69,7 @@ class RunConfig:
             FeaturesConfig(on_bad_rows, out / "quarantine", as_of, session_gap),
             SegmentConfig(k, seed, space),
             InsightsConfig(on_bad_rows, session_gap, conversion_window),
+            CohortsConfig(on_bad_rows=on_bad_rows),
         )
 
 
@@ -166,15 +172,21 @@ def run_stages(
             )
         write_segmentation(seg, out / "segments.parquet", out / "segment_profiles.parquet")
 
-    with _timed(timings, "insights + report", on_stage):
-        users = UserTables(
-            result.features, seg.assignments, seg.profiles, seg.k_scores, segment_method(seg)
-        )
-        events = result.events
+    users = UserTables(
+        result.features, seg.assignments, seg.profiles, seg.k_scores, segment_method(seg)
+    )
+    events = result.events
+    with _timed(timings, "insights + cohorts + report", on_stage):
         if events is None:  # features streamed from ranges: validate the events once here
             events = clean_events(dataset, config.insights.on_bad_rows, result.as_of)
         found, report = insights_and_report(
-            dataset, events, users, result.as_of, result.report, out, config.insights
+            dataset,
+            events,
+            users,
+            result.as_of,
+            result.report,
+            out,
+            config,
         )
     return RunResult(
         out, found.users, found.events, seg.names, found.ari, timings, report, users.method
@@ -231,12 +243,21 @@ def insights_and_report(
     as_of: dt.datetime,
     validation: ValidationReport | None,
     out: Path,
-    config: InsightsConfig,
+    config: RunConfig,
 ) -> tuple[Insights, Path]:
-    """The insights stage, then the report over what it found (``validation``: what the
-    features stage found, None when it ran earlier)."""
-    found = insights_stage(dataset, events, users.features, users.assignments, out, config)
-    data = report_data(dataset, found, users, as_of, validation, config)
+    """The insights and cohorts stages, then the report over what they found
+    (``validation``: what the features stage found, None when it ran earlier)."""
+    found = insights_stage(dataset, events, users.features, users.assignments, out, config.insights)
+    # Cohort counts add up over users: computed user range by user range (filters that the
+    # Parquet scan pushes down), memory follows one range's users times the periods.
+    user_max = users.features["user_id"].max()
+    parts = (
+        user_ranges(events, user_max, DEFAULT_RANGE_USERS)
+        if isinstance(user_max, int)
+        else [events]
+    )
+    cohort = cohorts_stage(parts, as_of, config.cohorts, out / "cohorts", users.assignments)
+    data = report_data(dataset, found, users, as_of, validation, config.insights, cohort)
     return found, write_report(data, out / "report.html")
 
 
@@ -247,6 +268,7 @@ def report_data(
     as_of: dt.datetime,
     validation: ValidationReport | None,
     config: InsightsConfig,
+    cohort: CohortTables | None = None,
 ) -> ReportData:
     """What the report shows, from the stages' results (wiring and wording only)."""
     notes = [
@@ -282,6 +304,9 @@ def report_data(
         contingency=found.contingency,
         notes=notes,
         method=users.method,
+        retention=None if cohort is None else cohort.retention,
+        retention_by_segment=None if cohort is None else cohort.by_segment,
+        lifecycle=None if cohort is None else cohort.lifecycle,
     )
 
 
@@ -290,7 +315,7 @@ def report_from_files(
     features_path: Path,
     segments_path: Path,
     out: Path,
-    config: InsightsConfig,
+    config: RunConfig,
     as_of: dt.datetime | None = None,
 ) -> tuple[Insights, Path]:
     """The insights and the report from earlier features and segments files (``ecomscale
@@ -312,5 +337,30 @@ def report_from_files(
     )
     if as_of is None:  # the last event of the input, as the features stage defaults to
         as_of = dataset.events.select(pl.col("ts").max()).collect().item()
-    events = clean_events(dataset, config.on_bad_rows, as_of)
+    events = clean_events(dataset, config.insights.on_bad_rows, as_of)
     return insights_and_report(dataset, events, users, as_of, None, out, config)
+
+
+def cohorts_from_data(
+    source: DataSource,
+    config: CohortsConfig,
+    out: Path,
+    segments_path: Path | None = None,
+    as_of: dt.datetime | None = None,
+) -> CohortTables:
+    """The cohorts stage on its own (``ecomscale cohorts``): validate the events, then
+    retention and lifecycle user range by user range, written under ``out``."""
+    dataset = source.load()
+    segments = None
+    if segments_path is not None:
+        hint = "make them with `ecomscale segment`"
+        require_file_columns(segments_path, ("user_id", "segment_name"), hint)
+        segments = pl.read_parquet(segments_path, columns=["user_id", "segment_name"])
+    until = as_of or dt.datetime.max.replace(tzinfo=dt.UTC)
+    events = clean_events(dataset, config.on_bad_rows, until)
+    bounds = events.select(pl.col("ts").max(), pl.col("user_id").max()).collect(engine="streaming")
+    last_ts, user_max = bounds.row(0)
+    if last_ts is None:
+        raise DataValidationError(f"{dataset.source}: no events up to {until:%Y-%m-%d %H:%M}")
+    parts = user_ranges(events, int(user_max), DEFAULT_RANGE_USERS)
+    return cohorts_stage(parts, as_of or last_ts, config, out, segments)

@@ -65,6 +65,8 @@ def test_outputs_written(run_dir: Path) -> None:
     assert segments.columns == ["user_id", "segment", "segment_name"]
     assert segments.height == 6000
     assert (run_dir / "insights" / "funnel.parquet").exists()
+    for name in ("retention", "revenue_retention", "lifecycle", "retention_by_segment"):
+        assert (run_dir / "cohorts" / f"{name}.parquet").exists(), name
     assert not [p for p in run_dir.rglob("*.tmp")]
 
 
@@ -99,9 +101,9 @@ def test_every_chart_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     body = re.search(r"<body[^>]*>", dom)
     assert body is not None
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(0)))
-    assert (
-        int(attrs["charts-expected"]) == 7
-    )  # sizes, k, profile, categories, funnel, interest, personas
+    # sizes, k, profile, categories, funnel, interest, retention, lifecycle, personas
+    assert int(attrs["charts-expected"]) == 9
     assert attrs["charts-rendered"] == attrs["charts-expected"]
     assert attrs["script-errors"] == "0"
-    assert dom.count('class="main-svg"') >= 7
+    assert dom.count('class="main-svg"') >= 9
+    assert "How the segments were found" in dom and "Retention by cohort" in dom

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from engine.cli.cohorts import cohorts
 from engine.cli.features import features
 from engine.cli.generate import generate
 from engine.cli.partition import partition
@@ -26,12 +27,13 @@ def main() -> None:
     ecomscale features data/ --out features.parquet
     ecomscale segment features.parquet --out segments.parquet
     ecomscale report data/ --features features.parquet --segments segments.parquet
+    ecomscale cohorts data/ --period week --out cohorts/
     ecomscale run --local-cluster 2        # the same on a local Dask cluster
     ecomscale partition logs/ --buckets 64 --out bucketed/   # layout for Dask
     """
 
 
-for command in (generate, features, segment, report, partition, run):
+for command in (generate, features, segment, report, cohorts, partition, run):
     main.add_command(command)
 
 __all__ = ["main"]

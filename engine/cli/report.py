@@ -14,9 +14,10 @@ from engine.cli.common import (
     parse_as_of,
     with_data_options,
 )
+from engine.cohorts import CohortsConfig
 from engine.insights import InsightsConfig
 from engine.io.atomic import check_writable
-from engine.pipeline import report_from_files
+from engine.pipeline import RunConfig, report_from_files
 from engine.validation import parse_policy
 
 
@@ -51,7 +52,8 @@ def report(
 ) -> None:
     """Compute the insights and write report.html from earlier features and segments."""
     source = data_source(data, fmt, preset, columns)
-    config = InsightsConfig(on_bad_rows=parse_policy(on_bad_rows))
+    policy = parse_policy(on_bad_rows)
+    config = RunConfig(insights=InsightsConfig(policy), cohorts=CohortsConfig(on_bad_rows=policy))
     check_writable(out)
     with console.status("insights and report"):
         found, path = report_from_files(

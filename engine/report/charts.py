@@ -230,3 +230,80 @@ def chart_k(data: ReportData) -> go.Figure | None:
     fig.update_xaxes(title="k", dtick=1)
     fig.update_yaxes(title="silhouette (sample)")
     return _layout(fig, "Choosing k: silhouette per k (the best is kept)", 320)
+
+
+def _retention_heatmap(table: pl.DataFrame, visible: bool, name: str) -> go.Heatmap:
+    wide = table.pivot(on="period", index="cohort", values="rate", sort_columns=True).sort("cohort")
+    periods = [c for c in wide.columns if c != "cohort"]
+    rates = wide.select(periods).to_numpy().astype(float)
+    sizes = dict(table.filter(pl.col("period") == 0).select("cohort", "cohort_users").iter_rows())
+    labels = [f"{c} ({sizes.get(c, 0):,})" for c in wide["cohort"].to_list()]
+    return go.Heatmap(
+        z=rates,
+        x=[int(p) for p in periods],
+        y=labels,
+        text=[["" if math.isnan(v) else f"{v:.0%}" for v in row] for row in rates],
+        texttemplate="%{text}",
+        colorscale="Blues",
+        zmin=0,
+        zmax=1,
+        name=esc(name),
+        visible=visible,
+        hovertemplate="cohort %{y}<br>period %{x}: %{text}<extra></extra>",
+    )
+
+
+def chart_retention(data: ReportData) -> go.Figure | None:
+    """Retention by weekly (or daily, monthly) cohort; a menu picks all users or a segment."""
+    if data.retention is None or data.retention.is_empty():
+        return None
+    traces = [_retention_heatmap(data.retention, True, "all users")]
+    names = ["all users"]
+    if data.retention_by_segment is not None:
+        for name in data.profiles.sort("segment")["segment_name"].to_list():
+            rows = data.retention_by_segment.filter(pl.col("segment_name") == name)
+            if not rows.is_empty():
+                traces.append(_retention_heatmap(rows, False, name))
+                names.append(name)
+    fig = go.Figure(traces)
+    buttons = [
+        {
+            "label": esc(name),
+            "method": "update",
+            "args": [{"visible": [i == j for j in range(len(traces))]}],
+        }
+        for i, name in enumerate(names)
+    ]
+    fig.update_layout(updatemenus=[{"buttons": buttons, "x": 1.0, "y": 1.15, "xanchor": "right"}])
+    fig.update_xaxes(title="periods since the cohort's first", dtick=1)
+    fig.update_yaxes(title="cohort (users)", autorange="reversed")
+    height = 140 + 32 * data.retention["cohort"].n_unique()
+    return _layout(fig, "Retention by cohort (share of the cohort back in each period)", height)
+
+
+LIFECYCLE_COLOURS = {
+    "new": "#10b981",
+    "returning": "#3b82f6",
+    "resurrecting": "#f59e0b",
+    "dormant": "#ef4444",
+}
+
+
+def chart_lifecycle(data: ReportData) -> go.Figure | None:
+    """New, returning and resurrecting users per period above zero, dormant below."""
+    if data.lifecycle is None or data.lifecycle.is_empty():
+        return None
+    fig = go.Figure()
+    for status, colour in LIFECYCLE_COLOURS.items():
+        rows = data.lifecycle.filter(pl.col("status") == status).sort("period_start")
+        sign = -1 if status == "dormant" else 1
+        fig.add_bar(
+            name=status,
+            x=[str(d) for d in rows["period_start"].to_list()],
+            y=[sign * int(u) for u in rows["users"].to_list()],
+            marker_color=colour,
+            hovertemplate=f"{status}: %{{y:,}} users<extra>%{{x}}</extra>",
+        )
+    fig.update_layout(barmode="relative")
+    fig.update_yaxes(title="users (dormant below zero)")
+    return _layout(fig, "Lifecycle: new, returning, resurrecting and dormant users per period")

@@ -27,3 +27,6 @@ class ReportData:
     notes: list[str] = field(default_factory=list)
     # How the segments were found: (what, how) rows, e.g. ("k", "k = 6: the best ...").
     method: list[tuple[str, str]] = field(default_factory=list)
+    retention: pl.DataFrame | None = None  # engine.cohorts: cohort x period
+    retention_by_segment: pl.DataFrame | None = None
+    lifecycle: pl.DataFrame | None = None

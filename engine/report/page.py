@@ -19,7 +19,9 @@ from engine.report.charts import (
     chart_funnel,
     chart_interest,
     chart_k,
+    chart_lifecycle,
     chart_profile,
+    chart_retention,
     chart_sizes,
     esc,
 )
@@ -69,6 +71,8 @@ def build_report(data: ReportData) -> str:
         ("interest", chart_interest(data)),
         ("agreement", chart_agreement(data)),
         ("k", chart_k(data)),
+        ("retention", chart_retention(data)),
+        ("lifecycle", chart_lifecycle(data)),
     ]
     rendered = {
         name: fig.to_html(
@@ -153,6 +157,8 @@ def build_report(data: ReportData) -> str:
 <div class="card"><h2>Most viewed, rarely bought</h2>
 <p class="note">Among the top 5% of products by views, the lowest purchases per view.</p>
 {not_bought}</div>
+{card("retention")}
+{card("lifecycle")}
 {card("agreement")}
 <div class="card"><h2>Notes</h2>{notes}</div>
 </main>"""
