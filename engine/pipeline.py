@@ -20,7 +20,7 @@ import polars as pl
 from engine.cohorts import CohortsConfig, CohortTables, cohorts_stage
 from engine.exceptions import DataValidationError
 from engine.features import FeaturesConfig, features_stage
-from engine.features.buckets import clean_events
+from engine.features.buckets import clean_event_parts, clean_events
 from engine.features.result import DEFAULT_RANGE_USERS
 from engine.features.sessions import DEFAULT_SESSION_GAP
 from engine.features.stage import user_ranges
@@ -248,14 +248,15 @@ def insights_and_report(
     """The insights and cohorts stages, then the report over what they found
     (``validation``: what the features stage found, None when it ran earlier)."""
     found = insights_stage(dataset, events, users.features, users.assignments, out, config.insights)
-    # Cohort counts add up over users: computed user range by user range (filters that the
-    # Parquet scan pushes down), memory follows one range's users times the periods.
+    # Cohort counts add up over users: computed bucket by bucket, or user range by user
+    # range (filters the Parquet scan pushes down); memory follows one part's users.
     user_max = users.features["user_id"].max()
-    parts = (
-        user_ranges(events, user_max, DEFAULT_RANGE_USERS)
-        if isinstance(user_max, int)
-        else [events]
-    )
+    if dataset.buckets:
+        parts = clean_event_parts(dataset, config.cohorts.on_bad_rows, as_of)
+    elif isinstance(user_max, int):
+        parts = user_ranges(events, user_max, DEFAULT_RANGE_USERS)
+    else:
+        parts = [events]
     cohort = cohorts_stage(parts, as_of, config.cohorts, out / "cohorts", users.assignments)
     data = report_data(dataset, found, users, as_of, validation, config.insights, cohort)
     return found, write_report(data, out / "report.html")
@@ -362,5 +363,8 @@ def cohorts_from_data(
     last_ts, user_max = bounds.row(0)
     if last_ts is None:
         raise DataValidationError(f"{dataset.source}: no events up to {until:%Y-%m-%d %H:%M}")
-    parts = user_ranges(events, int(user_max), DEFAULT_RANGE_USERS)
+    if dataset.buckets:
+        parts = clean_event_parts(dataset, config.on_bad_rows, until)
+    else:
+        parts = user_ranges(events, int(user_max), DEFAULT_RANGE_USERS)
     return cohorts_stage(parts, as_of or last_ts, config, out, segments)

@@ -188,3 +188,15 @@ def test_importing_synth_does_not_load_heavy_engine_parts() -> None:
         "engine.io",
         "engine.io.atomic",
     }
+
+
+def test_the_command_line_loads_heavy_parts_only_when_a_command_needs_them() -> None:
+    """`ecomscale generate` or `--help` should not pay for numba, scikit-learn or plotly
+    (seconds of start-up and a hundred MB of memory)."""
+    code = "import sys, engine.cli; print(','.join(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = set(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        .stdout.strip()
+        .split(",")
+    )
+    assert not loaded & {"numba", "sklearn", "plotly", "dask", "distributed"}

@@ -19,7 +19,6 @@ from engine.cli.common import (
 from engine.cohorts import CohortsConfig
 from engine.cohorts.retention import CRITERIA, MODES, PERIODS
 from engine.io.atomic import check_writable
-from engine.pipeline import cohorts_from_data
 from engine.schema import EVENT_TYPES
 
 KINDS = ("any", *EVENT_TYPES)
@@ -108,6 +107,8 @@ def cohorts(
     Periods are UTC days, weeks starting on Monday, or calendar months; a * marks a period
     that is not over yet.
     """
+    from engine.pipeline import cohorts_from_data
+
     source = data_source(data, fmt, preset, columns)
     config = CohortsConfig.parse(period, start_event, return_event, criterion, mode, on_bad_rows)
     check_writable(out)

@@ -15,9 +15,7 @@ from engine.cli.common import (
     with_data_options,
 )
 from engine.cohorts import CohortsConfig
-from engine.insights import InsightsConfig
 from engine.io.atomic import check_writable
-from engine.pipeline import RunConfig, report_from_files
 from engine.validation import parse_policy
 
 
@@ -51,6 +49,9 @@ def report(
     as_of: str | None,
 ) -> None:
     """Compute the insights and write report.html from earlier features and segments."""
+    from engine.insights import InsightsConfig
+    from engine.pipeline import RunConfig, report_from_files
+
     source = data_source(data, fmt, preset, columns)
     policy = parse_policy(on_bad_rows)
     config = RunConfig(insights=InsightsConfig(policy), cohorts=CohortsConfig(on_bad_rows=policy))

@@ -21,9 +21,6 @@ from engine.cli.common import (
 )
 from engine.cli.generate import generate_with_progress
 from engine.io.atomic import check_writable
-from engine.kmeans import compiled_in_this_process
-from engine.pipeline import RunConfig, run_stages
-from engine.segments import SegmentConfig
 from engine.validation import parse_policy
 
 DEFAULT_BUCKETS = 16  # bucketed layout of the generated default dataset on a cluster
@@ -68,6 +65,10 @@ def run(
     With no DATA, the built-in default dataset is generated into OUT/data first (in the
     bucketed layout when a Dask cluster is asked for).
     """
+    from engine.kmeans import compiled_in_this_process
+    from engine.pipeline import RunConfig, run_stages
+    from engine.segments import SegmentConfig
+
     segments = SegmentConfig.parse(k, seed, space)
     config = RunConfig.build(
         out,

@@ -16,7 +16,6 @@ from engine.cli.common import (
 )
 from engine.io.atomic import check_writable
 from engine.io.dataset import require_file_columns
-from engine.segments import NEEDED_COLUMNS, SegmentConfig, segment_stage, write_segmentation
 
 
 @click.command()
@@ -45,6 +44,8 @@ def segment(
     local_cluster: int | None,
 ) -> None:
     """Cluster users (features.parquet) into named segments."""
+    from engine.segments import NEEDED_COLUMNS, SegmentConfig, segment_stage, write_segmentation
+
     config = SegmentConfig.parse(k, seed, space)
     check_writable(out.parent)
     require_file_columns(features_path, NEEDED_COLUMNS, "compute them with `ecomscale features`")

@@ -67,6 +67,29 @@ def bucket_features(
     return features, report
 
 
+def clean_event_parts(
+    dataset: Dataset,
+    on_bad_rows: Policy,
+    as_of: dt.datetime,
+    scans: dict[int, RuleScan] | None = None,
+) -> list[pl.LazyFrame]:
+    """The validated events up to ``as_of`` as lazy plans of user-disjoint parts: one per
+    bucket in the bucketed layout, else one for the whole input (``clean_events``)."""
+    if not dataset.buckets:
+        return [clean_events(dataset, on_bad_rows, as_of)]
+    policy: Policy = "drop" if on_bad_rows != "error" else "error"
+    return [
+        validate_events(
+            bucket_events(files),
+            on_bad_rows=policy,
+            declared_sorted=True,
+            scanned=None if scans is None else scans[b],
+        )[0].filter(pl.col("ts") <= as_of)
+        for b, files in enumerate(dataset.buckets)
+        if files
+    ]
+
+
 def clean_events(
     dataset: Dataset,
     on_bad_rows: Policy,
@@ -79,21 +102,10 @@ def clean_events(
     layout). Bad rows are dropped unless the policy is "error" (they were already reported
     by the features stage).
     """
-    policy: Policy = "drop" if on_bad_rows != "error" else "error"
     if dataset.buckets:
-        parts = [
-            validate_events(
-                bucket_events(files),
-                on_bad_rows=policy,
-                declared_sorted=True,
-                scanned=None if scans is None else scans[b],
-            )[0]
-            for b, files in enumerate(dataset.buckets)
-            if files
-        ]
-        events = pl.concat(parts)
-    else:
-        events, _ = validate_events(
-            dataset.events, on_bad_rows=policy, declared_sorted=dataset.declared_sorted
-        )
+        return pl.concat(clean_event_parts(dataset, on_bad_rows, as_of, scans))
+    policy: Policy = "drop" if on_bad_rows != "error" else "error"
+    events, _ = validate_events(
+        dataset.events, on_bad_rows=policy, declared_sorted=dataset.declared_sorted
+    )
     return events.filter(pl.col("ts") <= as_of)
