@@ -187,6 +187,7 @@ def run_stages(
             result.report,
             out,
             config,
+            client,
         )
     return RunResult(
         out, found.users, found.events, seg.names, found.ari, timings, report, users.method
@@ -244,22 +245,40 @@ def insights_and_report(
     validation: ValidationReport | None,
     out: Path,
     config: RunConfig,
+    client: Any = None,
 ) -> tuple[Insights, Path]:
     """The insights and cohorts stages, then the report over what they found
-    (``validation``: what the features stage found, None when it ran earlier)."""
+    (``validation``: what the features stage found, None when it ran earlier; with a Dask
+    ``client``, the cohorts run one task per bucket)."""
     found = insights_stage(dataset, events, users.features, users.assignments, out, config.insights)
-    # Cohort counts add up over users: computed bucket by bucket, or user range by user
-    # range (filters the Parquet scan pushes down); memory follows one part's users.
-    user_max = users.features["user_id"].max()
-    if dataset.buckets:
-        parts = clean_event_parts(dataset, config.cohorts.on_bad_rows, as_of)
-    elif isinstance(user_max, int):
-        parts = user_ranges(events, user_max, DEFAULT_RANGE_USERS)
+    if client is not None and dataset.buckets:
+        from engine.distributed.cohorts import cohorts_stage_distributed
+
+        cohort = cohorts_stage_distributed(
+            client, dataset, as_of, config.cohorts, out / "cohorts", users.assignments
+        )
     else:
-        parts = [events]
-    cohort = cohorts_stage(parts, as_of, config.cohorts, out / "cohorts", users.assignments)
+        parts = _cohort_parts(dataset, events, users.features, as_of, config.cohorts)
+        cohort = cohorts_stage(parts, as_of, config.cohorts, out / "cohorts", users.assignments)
     data = report_data(dataset, found, users, as_of, validation, config.insights, cohort)
     return found, write_report(data, out / "report.html")
+
+
+def _cohort_parts(
+    dataset: Dataset,
+    events: pl.LazyFrame,
+    features: pl.DataFrame,
+    as_of: dt.datetime,
+    config: CohortsConfig,
+) -> list[pl.LazyFrame]:
+    """User-disjoint parts of the events for the cohorts: buckets, or user ranges (filters
+    the Parquet scan pushes down), so memory follows one part's users."""
+    if dataset.buckets:
+        return clean_event_parts(dataset, config.on_bad_rows, as_of)
+    user_max = features["user_id"].max()
+    if isinstance(user_max, int):
+        return user_ranges(events, user_max, DEFAULT_RANGE_USERS)
+    return [events]
 
 
 def report_data(

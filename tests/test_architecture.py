@@ -26,7 +26,10 @@ ALLOWED: dict[str, set[str]] = {
     "kmeans": {"exceptions"},
     "segments": {"schema", "exceptions", "io", "kmeans"},
     "insights": {"schema", "exceptions", "io", "validation", "features"},
-    "distributed": {"schema", "exceptions", "io", "validation", "features", "kmeans", "segments"},
+    "distributed": {
+        *("schema", "exceptions", "io", "validation", "features", "kmeans", "segments"),
+        "cohorts",
+    },
     "report": {"io"},
     "cohorts": {"schema", "exceptions", "io", "validation", "features"},
     "clv": {"schema", "exceptions", "io", "validation", "features"},

@@ -221,8 +221,19 @@ def test_cli_run_on_a_local_cluster_writes_the_serial_outputs(
         return out
 
     serial_out, cluster_out = run(), run("--local-cluster", "2")
-    for name in ("features.parquet", "segments.parquet", "insights/funnel.parquet"):
+    for name in (
+        "features.parquet",
+        "segments.parquet",
+        "insights/funnel.parquet",
+        "cohorts/retention.parquet",
+        "cohorts/lifecycle.parquet",
+        "cohorts/retention_by_segment.parquet",
+    ):
         assert_frame_equal(pl.read_parquet(cluster_out / name), pl.read_parquet(serial_out / name))
+    revenue = "cohorts/revenue_retention.parquet"
+    assert_frame_equal(
+        pl.read_parquet(cluster_out / revenue), pl.read_parquet(serial_out / revenue), rel_tol=1e-12
+    )
     assert (cluster_out / "report.html").stat().st_size > 100_000
 
 

@@ -100,10 +100,88 @@ class CohortTables:
     by_segment: pl.DataFrame | None
 
 
-def _collect_sum(queries: list[pl.LazyFrame], keys: list[str], value: str) -> pl.DataFrame:
-    """Collect each part's counts and add them up."""
-    frames = [query.collect() for query in queries]
+@dataclass
+class PartCounts:
+    """The additive counts of one user-disjoint part: what a task returns."""
+
+    retention: pl.DataFrame
+    revenue: pl.DataFrame
+    lifecycle: pl.DataFrame
+    by_segment: pl.DataFrame | None
+
+
+def part_counts(
+    part: pl.LazyFrame, config: CohortsConfig, segments: pl.DataFrame | None = None
+) -> PartCounts:
+    """The counts of the users in ``part`` (validated events, all of its users' events).
+
+    The events are read once (a streaming group-by into one row per user and active
+    period); every count comes from that small table. The unit of work of the serial loop
+    over parts and of the Dask tasks alike.
+    """
+    period, start, mode = config.period, config.start_event, config.mode
+    periods = user_periods(part, period).collect(engine="streaming").lazy()
+    retained = retention_counts(
+        periods,
+        period,
+        return_event=config.return_event,
+        criterion=config.criterion,
+        start_event=start,
+        mode=mode,
+    )
+    spent = revenue_counts(periods, period, start_event=start, mode=mode)
+    by_segment = None
+    if segments is not None:
+        by_segment = retention_counts(
+            periods,
+            period,
+            return_event=config.return_event,
+            criterion=config.criterion,
+            segments=segments.lazy().select("user_id", "segment_name"),
+            start_event=start,
+            mode=mode,
+        )
+    found = pl.collect_all(
+        [retained, spent, lifecycle_counts(periods, period)]
+        + ([by_segment] if by_segment is not None else [])
+    )
+    return PartCounts(found[0], found[1], found[2], found[3] if len(found) > 3 else None)
+
+
+def _sum(frames: list[pl.DataFrame], keys: list[str], value: str) -> pl.DataFrame:
     return pl.concat(frames).group_by(keys).agg(pl.col(value).sum())
+
+
+def tables_from_counts(
+    counts: list[PartCounts], as_of: dt.datetime, config: CohortsConfig
+) -> CohortTables:
+    """The cohort tables from the counts of every part, added up."""
+    period = config.period
+    retention = retention_table(
+        _sum([c.retention for c in counts], ["cohort", "period"], "users"), period, as_of
+    )
+    revenue = (
+        retention.select("cohort", "period", "cohort_users", "complete")
+        .join(
+            _sum([c.revenue for c in counts], ["cohort", "period"], "revenue"),
+            on=["cohort", "period"],
+            how="left",
+        )
+        .with_columns(pl.col("revenue").fill_null(0.0))
+        .with_columns((pl.col("revenue") / pl.col("cohort_users")).alias("revenue_per_user"))
+        .sort("cohort", "period")
+    )
+    lifecycle = lifecycle_table(
+        _sum([c.lifecycle for c in counts], ["period_start", "status"], "users"),
+        period,
+        _last_period(as_of, period),
+    )
+    by_segment = None
+    segment_counts = [c.by_segment for c in counts if c.by_segment is not None]
+    if segment_counts:
+        summed = _sum(segment_counts, ["segment_name", "cohort", "period"], "users")
+        by_segment = retention_table(summed, period, as_of)
+    return CohortTables(retention, revenue, lifecycle, by_segment)
 
 
 def cohort_tables(
@@ -120,61 +198,23 @@ def cohort_tables(
         config: see CohortsConfig.
         segments: user_id, segment_name (for retention by segment).
     """
-    period, start, mode = config.period, config.start_event, config.mode
-    # The events are read once per part (a streaming group-by into one row per user and
-    # active period); every table below comes from those small tables.
-    parts = [user_periods(p, period).collect(engine="streaming").lazy() for p in parts]
-    retained = [
-        retention_counts(
-            p,
-            period,
-            return_event=config.return_event,
-            criterion=config.criterion,
-            start_event=start,
-            mode=mode,
-        )
-        for p in parts
-    ]
-    counts = _collect_sum(retained, ["cohort", "period"], "users")
-    retention = retention_table(counts, period, as_of)
-    spent = [revenue_counts(p, period, start_event=start, mode=mode) for p in parts]
-    revenue = _collect_sum(spent, ["cohort", "period"], "revenue")
-    revenue = (
-        retention.select("cohort", "period", "cohort_users", "complete")
-        .join(revenue, on=["cohort", "period"], how="left")
-        .with_columns(pl.col("revenue").fill_null(0.0))
-        .with_columns((pl.col("revenue") / pl.col("cohort_users")).alias("revenue_per_user"))
-        .sort("cohort", "period")
-    )
-    lifecycle = lifecycle_table(
-        _collect_sum(
-            [lifecycle_counts(p, period) for p in parts], ["period_start", "status"], "users"
-        ),
-        period,
-        _last_period(as_of, period),
-    )
-    by_segment = None
-    if segments is not None:
-        lookup = segments.lazy().select("user_id", "segment_name")
-        per_segment = [
-            retention_counts(
-                p,
-                period,
-                return_event=config.return_event,
-                criterion=config.criterion,
-                segments=lookup,
-                start_event=start,
-                mode=mode,
-            )
-            for p in parts
-        ]
-        summed = _collect_sum(per_segment, ["segment_name", "cohort", "period"], "users")
-        by_segment = retention_table(summed, period, as_of)
-    return CohortTables(retention, revenue, lifecycle, by_segment)
+    counts = [part_counts(part, config, segments) for part in parts]
+    return tables_from_counts(counts, as_of, config)
 
 
 def _last_period(as_of: dt.datetime, period: Period) -> dt.date:
     return pl.select(period_start(pl.lit(as_of), period)).item()
+
+
+def write_cohorts(tables: CohortTables, out: str | Path) -> None:
+    """``out/retention.parquet``, ``revenue_retention.parquet``, ``lifecycle.parquet`` and,
+    with segments, ``retention_by_segment.parquet``."""
+    folder = Path(out)
+    write_parquet_atomic(tables.retention, folder / "retention.parquet")
+    write_parquet_atomic(tables.revenue, folder / "revenue_retention.parquet")
+    write_parquet_atomic(tables.lifecycle, folder / "lifecycle.parquet")
+    if tables.by_segment is not None:
+        write_parquet_atomic(tables.by_segment, folder / "retention_by_segment.parquet")
 
 
 def cohorts_stage(
@@ -184,14 +224,7 @@ def cohorts_stage(
     out: str | Path,
     segments: pl.DataFrame | None = None,
 ) -> CohortTables:
-    """Compute the cohort tables and write ``out/retention.parquet``,
-    ``revenue_retention.parquet``, ``lifecycle.parquet`` and, with segments,
-    ``retention_by_segment.parquet``."""
+    """Compute the cohort tables part by part and write them under ``out``."""
     tables = cohort_tables(parts, as_of, config, segments)
-    folder = Path(out)
-    write_parquet_atomic(tables.retention, folder / "retention.parquet")
-    write_parquet_atomic(tables.revenue, folder / "revenue_retention.parquet")
-    write_parquet_atomic(tables.lifecycle, folder / "lifecycle.parquet")
-    if tables.by_segment is not None:
-        write_parquet_atomic(tables.by_segment, folder / "retention_by_segment.parquet")
+    write_cohorts(tables, out)
     return tables
