@@ -210,8 +210,8 @@ def test_empty_centres_are_dropped(small_features: pl.DataFrame) -> None:
 def test_personas_are_recovered_from_behaviour(tmp_path: Path, separation: float) -> None:
     """Whether or not personas lean towards categories, the segments come from behaviour:
     the same recovery at both separations, named as planted, stable across seeds. The
-    thresholds sit below what the 100k-user benchmark measures (0.41 ARI, 0.62 of the
-    taste-free supervised ceiling, F1 0.55) for this smaller, noisier sample."""
+    thresholds sit below what benchmarks/test_bench_segments.py measures at 100k users
+    (benchmarks/results/ci.json), for this smaller, noisier sample."""
     config = SynthConfig(users=40_000, separation=separation, seed=11)
     generate_dataset(config, tmp_path / "data", workers=2)
     ds = load_dataset(tmp_path / "data")

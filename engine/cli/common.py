@@ -118,6 +118,17 @@ def data_source(data: Path, fmt: str, preset: str | None, columns: tuple[str, ..
         raise click.BadParameter(str(exc)) from None
 
 
+def with_space_option(func: F) -> F:
+    """--space: what decides the segments (engine.segments.prepare)."""
+    return click.option(
+        "--space",
+        type=click.Choice(["behaviour", "behaviour+category"]),
+        default="behaviour",
+        show_default=True,
+        help="What decides the segments: behaviour only, or behaviour plus category taste.",
+    )(func)
+
+
 def with_cluster_options(func: F) -> F:
     """--scheduler and --local-cluster."""
     return _apply(

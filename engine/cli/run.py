@@ -18,6 +18,7 @@ from engine.cli.common import (
     segments_table,
     with_cluster_options,
     with_data_options,
+    with_space_option,
 )
 from engine.cli.generate import generate_with_progress
 from engine.io.atomic import check_writable
@@ -33,13 +34,7 @@ DEFAULT_BUCKETS = 16  # bucketed layout of the generated default dataset on a cl
 )
 @click.option("--k", "k", default="auto", show_default=True, help="Number of segments or 'auto'.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Segmentation seed.")
-@click.option(
-    "--space",
-    type=click.Choice(["behaviour", "behaviour+category"]),
-    default="behaviour",
-    show_default=True,
-    help="What decides the segments: behaviour only, or behaviour plus category taste.",
-)
+@with_space_option
 @click.option("--users", type=int, default=None, help="Users in the generated dataset (no DATA).")
 @click.option("--workers", type=int, default=os.cpu_count() or 1, show_default=True)
 @with_data_options

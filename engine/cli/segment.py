@@ -13,6 +13,7 @@ from engine.cli.common import (
     friendly_errors,
     segments_table,
     with_cluster_options,
+    with_space_option,
 )
 from engine.io.atomic import check_writable
 from engine.io.dataset import require_file_columns
@@ -25,13 +26,7 @@ from engine.io.dataset import require_file_columns
 )
 @click.option("--k", "k", default="auto", show_default=True, help="Number of segments or 'auto'.")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--space",
-    type=click.Choice(["behaviour", "behaviour+category"]),
-    default="behaviour",
-    show_default=True,
-    help="What decides the segments: behaviour only, or behaviour plus category taste.",
-)
+@with_space_option
 @with_cluster_options
 @friendly_errors
 def segment(

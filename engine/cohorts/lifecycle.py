@@ -24,7 +24,7 @@ import datetime as dt
 
 import polars as pl
 
-from engine.cohorts.retention import Period, active_periods
+from engine.cohorts.retention import INTERVALS, Period, active_periods, next_period
 
 STATUSES: tuple[str, ...] = ("new", "returning", "resurrecting", "dormant")
 
@@ -71,11 +71,6 @@ def lifecycle_counts(periods: pl.LazyFrame, period: Period) -> pl.LazyFrame:
     )
 
 
-def next_period(start: pl.Expr, period: Period) -> pl.Expr:
-    """The first day of the period after the one starting ``start``."""
-    return start.dt.offset_by({"day": "1d", "week": "1w", "month": "1mo"}[period])
-
-
 def lifecycle_table(counts: pl.DataFrame, period: Period, last_period: dt.date) -> pl.DataFrame:
     """The lifecycle table from (summed) ``lifecycle_counts``: every status of every period
     from the first to ``last_period`` (the period holding as_of), 0 where none; the first
@@ -83,7 +78,7 @@ def lifecycle_table(counts: pl.DataFrame, period: Period, last_period: dt.date) 
     counts = counts.group_by("period_start", "status").agg(pl.col("users").sum())
     first = counts["period_start"].min()
     assert isinstance(first, dt.date)
-    interval = {"day": "1d", "week": "1w", "month": "1mo"}[period]
+    interval = INTERVALS[period]
     starts = pl.DataFrame({"period_start": pl.date_range(first, last_period, interval, eager=True)})
     grid = starts.join(pl.DataFrame({"status": list(STATUSES)}), how="cross")
     table = grid.join(counts, on=["period_start", "status"], how="left").with_columns(

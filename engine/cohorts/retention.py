@@ -41,12 +41,12 @@ CRITERIA: tuple[str, ...] = ("on", "on_or_after")
 Mode = Literal["first_time", "recurring"]
 MODES: tuple[str, ...] = ("first_time", "recurring")
 ANY_EVENT = "any"
+INTERVALS: dict[str, str] = {"day": "1d", "week": "1w", "month": "1mo"}  # Polars durations
 
 
 def period_start(ts: pl.Expr, period: Period) -> pl.Expr:
     """The first day (Date, UTC) of the period that holds ``ts``; weeks start on Monday."""
-    every = {"day": "1d", "week": "1w", "month": "1mo"}[period]
-    return ts.dt.truncate(every).dt.date()
+    return ts.dt.truncate(INTERVALS[period]).dt.date()
 
 
 def periods_between(start: pl.Expr, later: pl.Expr, period: Period) -> pl.Expr:
@@ -58,9 +58,20 @@ def periods_between(start: pl.Expr, later: pl.Expr, period: Period) -> pl.Expr:
     return days if period == "day" else days // 7
 
 
-def period_end(start: pl.Expr, period: Period) -> pl.Expr:
-    """The first day after the period starting ``start``."""
-    return start.dt.offset_by({"day": "1d", "week": "1w", "month": "1mo"}[period])
+def next_period(start: pl.Expr, period: Period) -> pl.Expr:
+    """The first day of the period after the one starting ``start``."""
+    return start.dt.offset_by(INTERVALS[period])
+
+
+def _in_cohorts(
+    members: pl.LazyFrame, segments: pl.LazyFrame | None
+) -> tuple[pl.LazyFrame, list[str]]:
+    """The cohort members, with their segment when ``segments`` are given, and the keys
+    that the counts are grouped by."""
+    if segments is None:
+        return members, ["cohort"]
+    seg = segments.select("user_id", pl.col("segment_name").cast(pl.String))
+    return members.join(seg, on="user_id", how="inner"), ["segment_name", "cohort"]
 
 
 def user_periods(events: pl.LazyFrame, period: Period) -> pl.LazyFrame:
@@ -110,13 +121,8 @@ def retention_counts(
     Returns:
         LazyFrame of [segment_name,] cohort (Date), period (Int32), users (UInt32).
     """
-    members = cohorts(periods, start_event, mode)
+    members, keys = _in_cohorts(cohorts(periods, start_event, mode), segments)
     returns = active_periods(periods, return_event)
-    keys = ["cohort"]
-    if segments is not None:
-        seg = segments.select("user_id", pl.col("segment_name").cast(pl.String))
-        members = members.join(seg, on="user_id", how="inner")
-        keys = ["segment_name", "cohort"]
     later = (
         members.join(returns, on="user_id", how="inner")
         .with_columns(periods_between(pl.col("cohort"), pl.col("period_start"), period).alias("n"))
@@ -158,7 +164,7 @@ def retention_table(counts: pl.DataFrame, period: Period, as_of: dt.datetime) ->
         if period == "month"
         else pl.col("cohort") + pl.duration(days=pl.col("period") * (7 if period == "week" else 1))
     )
-    end = period_end(start, period)
+    end = next_period(start, period)
     return table.select(
         *keys,
         "period",
@@ -188,12 +194,7 @@ def revenue_counts(
     Returns:
         LazyFrame of [segment_name,] cohort, period, revenue (Float64).
     """
-    members = cohorts(periods, start_event, mode)
-    keys = ["cohort"]
-    if segments is not None:
-        seg = segments.select("user_id", pl.col("segment_name").cast(pl.String))
-        members = members.join(seg, on="user_id", how="inner")
-        keys = ["segment_name", "cohort"]
+    members, keys = _in_cohorts(cohorts(periods, start_event, mode), segments)
     spent = periods.filter(pl.col("n_purchase") > 0).select("user_id", "period_start", "revenue")
     return (
         members.join(spent, on="user_id", how="inner")

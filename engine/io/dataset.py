@@ -66,9 +66,7 @@ class DataSource:
                 )
             key, value = pair.split("=", 1)
             columns[key.strip()] = value.strip()
-        if format not in FORMATS:
-            raise ConfigError.out_of_range("format", f"one of {FORMATS}", format)
-        return cls(Path(path), cast(Format, format), preset, columns)
+        return cls(Path(path), cast(Format, format), preset, columns)  # validated there
 
     def load(self) -> Dataset:
         """The dataset, opened lazily (``load_dataset``)."""

@@ -73,9 +73,7 @@ class SegmentConfig:
     @classmethod
     def parse(cls, k: str, seed: int, space: str = "behaviour") -> SegmentConfig:
         """From command-line values (k as text: "auto" or a number)."""
-        if space not in SPACES:
-            raise ConfigError.out_of_range("space", f"one of {SPACES}", space)
-        chosen = cast(Space, space)
+        chosen = cast(Space, space)  # validated by the constructor
         if k == "auto":
             return cls("auto", seed, chosen)
         try:
