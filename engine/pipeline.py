@@ -27,7 +27,7 @@ from engine.features.stage import user_ranges
 from engine.insights import DEFAULT_CONVERSION_WINDOW, Insights, InsightsConfig, insights_stage
 from engine.insights.stage import INSIGHT_FEATURE_COLUMNS
 from engine.io.atomic import write_parquet_atomic
-from engine.io.dataset import Dataset, DataSource, load_dataset, require_file_columns
+from engine.io.dataset import Dataset, load_dataset, require_file_columns
 from engine.report import ReportData, write_report
 from engine.segments import (
     Segmentation,
@@ -331,7 +331,7 @@ def report_data(
 
 
 def report_from_files(
-    source: DataSource,
+    dataset: Dataset,
     features_path: Path,
     segments_path: Path,
     out: Path,
@@ -346,7 +346,6 @@ def report_from_files(
     require_file_columns(
         segments_path, ("user_id", "segment", "segment_name"), "make them with `ecomscale segment`"
     )
-    dataset = source.load()
     assignments = pl.read_parquet(segments_path)
     users = UserTables(
         pl.read_parquet(features_path, columns=list(INSIGHT_FEATURE_COLUMNS)),
@@ -362,7 +361,7 @@ def report_from_files(
 
 
 def cohorts_from_data(
-    source: DataSource,
+    dataset: Dataset,
     config: CohortsConfig,
     out: Path,
     segments_path: Path | None = None,
@@ -370,7 +369,6 @@ def cohorts_from_data(
 ) -> CohortTables:
     """The cohorts stage on its own (``ecomscale cohorts``): validate the events, then
     retention and lifecycle user range by user range, written under ``out``."""
-    dataset = source.load()
     segments = None
     if segments_path is not None:
         hint = "make them with `ecomscale segment`"

@@ -61,6 +61,9 @@ USERS_FILE = "users.parquet"
 PRODUCTS_FILE = "products.parquet"
 EVENTS_DIR = "events"
 PERSONAS_FILE = "truth/personas.parquet"
+# Written by ingest: dense user_id / product_id -> the source's own key (integer or string).
+USER_KEYS_FILE = "keys/users.parquet"
+PRODUCT_KEYS_FILE = "keys/products.parquet"
 # Bucketed layout (for Dask): events/bucket=NNNNN/part-PPPPP.parquet, each folder sorted by
 # (user_id, ts) across its files in name order; the manifest says {"layout": {"buckets": N}}.
 BUCKET_DIR = "bucket={:05d}"
@@ -73,6 +76,7 @@ MAX_BUCKETS = 65_536
 # whatever the number of buckets: the K-Means row order does not depend on the partitioning.
 HASH_MULTIPLIER = 0x9E3779B1
 _HASH_SPACE = 1 << 32
+_INVERSE_MULTIPLIER = pow(HASH_MULTIPLIER, -1, _HASH_SPACE)
 
 
 def user_hash(user_id: pl.Expr) -> pl.Expr:
@@ -83,6 +87,17 @@ def user_hash(user_id: pl.Expr) -> pl.Expr:
 def user_bucket(user_id: pl.Expr, n_buckets: int) -> pl.Expr:
     """The bucket (0..n_buckets-1, UInt32) of every user id, from the stable hash."""
     return (user_hash(user_id) * n_buckets // _HASH_SPACE).cast(pl.UInt32)
+
+
+def ids_of_bucket(bucket: int, n_buckets: int, count: int) -> np.ndarray:
+    """``count`` distinct u32 ids whose bucket is ``bucket``, in hash order: the hash is a
+    bijection, so the ids are the inverse hash of the first values of the bucket's range."""
+    low = -(-bucket * _HASH_SPACE // n_buckets)
+    high = -(-(bucket + 1) * _HASH_SPACE // n_buckets)
+    if count > high - low:
+        raise ValueError(f"bucket {bucket} of {n_buckets} holds at most {high - low} ids")
+    hashes = np.arange(low, low + count, dtype=np.uint64)
+    return ((hashes * np.uint64(_INVERSE_MULTIPLIER)) % np.uint64(_HASH_SPACE)).astype(np.uint32)
 
 
 def user_bucket_np(user_id: np.ndarray, n_buckets: int) -> np.ndarray:

@@ -10,6 +10,7 @@ import click
 from engine.cli.cohorts import cohorts
 from engine.cli.features import features
 from engine.cli.generate import generate
+from engine.cli.ingest import ingest
 from engine.cli.partition import partition
 from engine.cli.report import report
 from engine.cli.run import run
@@ -24,6 +25,7 @@ def main() -> None:
     \b
     ecomscale run                       # generate the default dataset, run everything
     ecomscale generate --users 1000000 --out data/
+    ecomscale ingest 2019-Oct.csv --preset rees46 --out data/   # your own log
     ecomscale features data/ --out features.parquet
     ecomscale segment features.parquet --out segments.parquet
     ecomscale report data/ --features features.parquet --segments segments.parquet
@@ -33,7 +35,7 @@ def main() -> None:
     """
 
 
-for command in (generate, features, segment, report, cohorts, partition, run):
+for command in (generate, ingest, features, segment, report, cohorts, partition, run):
     main.add_command(command)
 
 __all__ = ["main"]

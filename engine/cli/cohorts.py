@@ -10,12 +10,14 @@ from rich.table import Table
 
 from engine.cli.common import (
     DEFAULT_OUT,
+    DataOptions,
     console,
     data_source,
     friendly_errors,
     parse_as_of,
     with_data_options,
 )
+from engine.cli.ingest import open_dataset
 from engine.cohorts import CohortsConfig
 from engine.cohorts.retention import CRITERIA, MODES, PERIODS
 from engine.io.atomic import check_writable
@@ -97,9 +99,7 @@ def cohorts(
     mode: str,
     segments_path: Path | None,
     as_of: str | None,
-    fmt: str,
-    preset: str | None,
-    columns: tuple[str, ...],
+    data_options: DataOptions,
     on_bad_rows: str,
 ) -> None:
     """Retention by cohort (first-time or recurring) and lifecycle per period.
@@ -109,11 +109,12 @@ def cohorts(
     """
     from engine.pipeline import cohorts_from_data
 
-    source = data_source(data, fmt, preset, columns)
+    source = data_source(data, data_options)
     config = CohortsConfig.parse(period, start_event, return_event, criterion, mode, on_bad_rows)
     check_writable(out)
+    dataset = open_dataset(source, out.parent / "data", config.on_bad_rows)
     with console.status("cohorts"):
-        tables = cohorts_from_data(source, config, out, segments_path, parse_as_of(as_of))
+        tables = cohorts_from_data(dataset, config, out, segments_path, parse_as_of(as_of))
     console.print(_retention_table(tables.retention))
     cohorts_n = tables.retention["cohort"].n_unique()
     console.print(f"cohorts: {cohorts_n} {period}ly cohorts, lifecycle per {period} -> {out}")

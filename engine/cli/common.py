@@ -7,8 +7,9 @@ import datetime as dt
 import functools
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 import polars as pl
@@ -80,8 +81,28 @@ def _apply(options: list[Callable[[F], F]], func: F) -> F:
     return func
 
 
+@dataclass(frozen=True)
+class DataOptions:
+    """--format, --preset, --column, --item-properties, --category-tree (how to read DATA)."""
+
+    fmt: str
+    preset: str | None
+    columns: tuple[str, ...]
+    item_properties: tuple[Path, ...]
+    category_tree: Path | None
+
+
+_DATA_OPTION_NAMES = ("fmt", "preset", "columns", "item_properties", "category_tree")
+
+
 def with_data_options(func: F) -> F:
-    """--format, --preset, --column (a DataSource) and --on-bad-rows."""
+    """The DataOptions (passed on as ``data_options``) and --on-bad-rows."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        options = DataOptions(*(kwargs.pop(name) for name in _DATA_OPTION_NAMES))
+        return func(*args, data_options=options, **kwargs)
+
     return _apply(
         [
             click.option(
@@ -90,13 +111,28 @@ def with_data_options(func: F) -> F:
                 type=click.Choice(["auto", "parquet", "csv"]),
                 default="auto",
                 show_default=True,
+                help="File format of a foreign log (auto: by extension; .csv.gz is csv).",
             ),
-            click.option("--preset", default=None, help="Foreign layout preset, e.g. rees46."),
+            click.option(
+                "--preset", default=None, help="Foreign layout preset: rees46 or retailrocket."
+            ),
             click.option(
                 "--column",
                 "columns",
                 multiple=True,
-                help="CONTRACT=SOURCE column mapping; repeatable.",
+                help="CONTRACT=SOURCE column mapping, e.g. user_id=visitor; repeatable.",
+            ),
+            click.option(
+                "--item-properties",
+                multiple=True,
+                type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                help="RetailRocket item_properties*.csv: prices and categories; repeatable.",
+            ),
+            click.option(
+                "--category-tree",
+                type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                default=None,
+                help="RetailRocket category_tree.csv: categories rolled up to their roots.",
             ),
             click.option(
                 "--on-bad-rows",
@@ -106,14 +142,23 @@ def with_data_options(func: F) -> F:
                 help="What to do with rows that break validation rules.",
             ),
         ],
-        func,
+        cast(F, wrapper),
     )
 
 
-def data_source(data: Path, fmt: str, preset: str | None, columns: tuple[str, ...]) -> DataSource:
-    """The DataSource of the data options (a bad --column is a usage error)."""
+def data_source(data: Path | tuple[Path, ...], options: DataOptions) -> DataSource:
+    """The DataSource of DATA and the data options (a bad --column is a usage error)."""
+    paths = (data,) if isinstance(data, Path) else data
     try:
-        return DataSource.parse(data, fmt, preset, columns)
+        return DataSource.parse(
+            paths[0],
+            options.fmt,
+            options.preset,
+            options.columns,
+            options.item_properties,
+            options.category_tree,
+            paths[1:],
+        )
     except ConfigError as exc:
         raise click.BadParameter(str(exc)) from None
 

@@ -10,6 +10,7 @@ import click
 import polars as pl
 
 from engine.cli.common import (
+    DataOptions,
     cluster,
     console,
     data_source,
@@ -20,6 +21,7 @@ from engine.cli.common import (
     with_cluster_options,
     with_data_options,
 )
+from engine.cli.ingest import open_dataset
 from engine.features import FeaturesConfig, features_stage
 from engine.io.atomic import check_writable, write_parquet_atomic
 from engine.validation import parse_policy
@@ -38,25 +40,27 @@ from engine.validation import parse_policy
     "--session-gap", type=float, default=30.0, show_default=True, help="Session timeout in minutes."
 )
 @click.option(
-    "--quarantine", type=click.Path(path_type=Path), default=Path("quarantine"), show_default=True
+    "--quarantine",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for rejected rows [default: quarantine/ beside --out].",
 )
 @with_cluster_options
 @friendly_errors
 def features(
     data: Path,
     out: Path,
-    fmt: str,
-    preset: str | None,
-    columns: tuple[str, ...],
+    data_options: DataOptions,
     on_bad_rows: str,
     as_of: str | None,
     session_gap: float,
-    quarantine: Path,
+    quarantine: Path | None,
     scheduler: str | None,
     local_cluster: int | None,
 ) -> None:
     """Validate an event log and write one row of behavioural features per user."""
-    source = data_source(data, fmt, preset, columns)
+    source = data_source(data, data_options)
+    quarantine = quarantine or out.parent / "quarantine"
     config = FeaturesConfig(
         on_bad_rows=parse_policy(on_bad_rows),
         quarantine_dir=quarantine,
@@ -66,7 +70,7 @@ def features(
     check_writable(out.parent)
     if config.on_bad_rows == "quarantine":
         check_writable(quarantine)
-    dataset = source.load()
+    dataset = open_dataset(source, out.parent / "data", config.on_bad_rows)
     start = time.perf_counter()
     with cluster(scheduler, local_cluster) as client:
         if client is not None:

@@ -8,12 +8,14 @@ from pathlib import Path
 import click
 
 from engine.cli.common import (
+    DataOptions,
     console,
     data_source,
     friendly_errors,
     print_validation,
     with_data_options,
 )
+from engine.cli.ingest import print_ingest
 from engine.io.atomic import check_writable
 from engine.io.partition import PartitionConfig, partition_stage, partition_summary
 from engine.validation import parse_policy
@@ -24,7 +26,10 @@ from engine.validation import parse_policy
 @click.option("--buckets", type=int, required=True, help="Number of buckets (a few per worker).")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to create.")
 @click.option(
-    "--quarantine", type=click.Path(path_type=Path), default=Path("quarantine"), show_default=True
+    "--quarantine",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for rejected rows [default: OUT/quarantine].",
 )
 @click.option("--overwrite", is_flag=True, help="Replace an existing folder at --out.")
 @with_data_options
@@ -33,27 +38,30 @@ def partition(
     data: Path,
     buckets: int,
     out: Path,
-    quarantine: Path,
+    quarantine: Path | None,
     overwrite: bool,
-    fmt: str,
-    preset: str | None,
-    columns: tuple[str, ...],
+    data_options: DataOptions,
     on_bad_rows: str,
 ) -> None:
-    """Lay an event log out in the bucketed layout that --scheduler/--local-cluster read."""
-    source = data_source(data, fmt, preset, columns)
-    config = PartitionConfig(buckets, parse_policy(on_bad_rows), quarantine, overwrite)
+    """Lay an event log out in the bucketed layout that --scheduler/--local-cluster read
+    (a foreign log is ingested straight into it)."""
+    source = data_source(data, data_options)
+    policy = parse_policy(on_bad_rows)
+    config = PartitionConfig(buckets, policy, quarantine or out / "quarantine", overwrite)
     check_writable(out.parent)
-    if config.on_bad_rows == "quarantine":
-        check_writable(quarantine)
-    dataset = source.load()
     start = time.perf_counter()
-    with console.status(f"partitioning into {buckets} buckets"):
-        manifest, found = partition_stage(dataset, out, config)
-    print_validation(found)
+    if not source.native:
+        from engine.io.ingest import IngestConfig, ingest
+
+        with console.status(f"ingesting into {buckets} buckets"):
+            print_ingest(ingest(source, out, IngestConfig(policy, buckets, overwrite)))
+    else:
+        with console.status(f"partitioning into {buckets} buckets"):
+            _, found = partition_stage(source.load(), out, config)
+        print_validation(found)
     rows = partition_summary(out)["len"].to_list()
     console.print(
-        f"partition: {manifest['counts']['events']:,} events in {len(rows)} buckets "
+        f"partition: {sum(rows):,} events in {len(rows)} buckets "
         f"({min(rows):,}..{max(rows):,} rows each) in {time.perf_counter() - start:.1f} s "
         f"-> {out}"
     )

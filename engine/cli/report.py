@@ -8,12 +8,14 @@ import click
 
 from engine.cli.common import (
     DEFAULT_OUT,
+    DataOptions,
     console,
     data_source,
     friendly_errors,
     parse_as_of,
     with_data_options,
 )
+from engine.cli.ingest import open_dataset
 from engine.cohorts import CohortsConfig
 from engine.io.atomic import check_writable
 from engine.validation import parse_policy
@@ -42,9 +44,7 @@ def report(
     features_path: Path,
     segments_path: Path,
     out: Path,
-    fmt: str,
-    preset: str | None,
-    columns: tuple[str, ...],
+    data_options: DataOptions,
     on_bad_rows: str,
     as_of: str | None,
 ) -> None:
@@ -52,13 +52,14 @@ def report(
     from engine.insights import InsightsConfig
     from engine.pipeline import RunConfig, report_from_files
 
-    source = data_source(data, fmt, preset, columns)
+    source = data_source(data, data_options)
     policy = parse_policy(on_bad_rows)
     config = RunConfig(insights=InsightsConfig(policy), cohorts=CohortsConfig(on_bad_rows=policy))
     check_writable(out)
+    dataset = open_dataset(source, out / "data", policy)
     with console.status("insights and report"):
         found, path = report_from_files(
-            source, features_path, segments_path, out, config, parse_as_of(as_of)
+            dataset, features_path, segments_path, out, config, parse_as_of(as_of)
         )
     ari = found.ari
     console.print(f"report: {path}" + (f" (persona ARI {ari:.3f})" if ari is not None else ""))

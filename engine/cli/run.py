@@ -11,6 +11,7 @@ import polars as pl
 
 from engine.cli.common import (
     DEFAULT_OUT,
+    DataOptions,
     cluster,
     console,
     data_source,
@@ -21,6 +22,7 @@ from engine.cli.common import (
     with_space_option,
 )
 from engine.cli.generate import generate_with_progress
+from engine.cli.ingest import open_dataset
 from engine.io.atomic import check_writable
 from engine.validation import parse_policy
 
@@ -48,9 +50,7 @@ def run(
     space: str,
     users: int | None,
     workers: int,
-    fmt: str,
-    preset: str | None,
-    columns: tuple[str, ...],
+    data_options: DataOptions,
     on_bad_rows: str,
     scheduler: str | None,
     local_cluster: int | None,
@@ -88,9 +88,11 @@ def run(
             "default", users=users, buckets=DEFAULT_BUCKETS if on_cluster else None
         )
         generate_with_progress(synth_config, data, workers, overwrite=True)
-    source = data_source(data, fmt, preset, columns)
+    source = data_source(data, data_options)
     with cluster(scheduler, local_cluster) as client:
-        dataset = source.load()
+        dataset = open_dataset(
+            source, out / "data", config.features.on_bad_rows, DEFAULT_BUCKETS if client else None
+        )
         with console.status("running") as status:
             result = run_stages(
                 dataset,

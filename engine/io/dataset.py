@@ -22,6 +22,7 @@ from engine.schema import (
     PERSONAS_FILE,
     PRODUCTS_FILE,
     PRODUCTS_SCHEMA,
+    USER_KEYS_FILE,
     USERS_FILE,
 )
 
@@ -41,12 +42,18 @@ class DataSource:
         format: file format of foreign data ("auto" picks by extension).
         preset: a known foreign layout, e.g. "rees46" (``engine.io.foreign.FOREIGN_PRESETS``).
         columns: contract column -> source column, for foreign names (overrides the preset).
+        more_paths: further files or folders of the same log (e.g. one CSV per month).
+        item_properties: RetailRocket's item_properties*.csv (prices and categories).
+        category_tree: RetailRocket's category_tree.csv (categories rolled up to roots).
     """
 
     path: Path
     format: Format = "auto"
     preset: str | None = None
     columns: Mapping[str, str] = field(default_factory=dict)
+    more_paths: tuple[Path, ...] = ()
+    item_properties: tuple[Path, ...] = ()
+    category_tree: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -55,7 +62,14 @@ class DataSource:
 
     @classmethod
     def parse(
-        cls, path: str | Path, format: str, preset: str | None, pairs: tuple[str, ...]
+        cls,
+        path: str | Path,
+        format: str,
+        preset: str | None,
+        pairs: tuple[str, ...],
+        item_properties: tuple[Path, ...] = (),
+        category_tree: Path | None = None,
+        more_paths: tuple[Path, ...] = (),
     ) -> DataSource:
         """From command-line values: ``pairs`` are CONTRACT=SOURCE column mappings."""
         columns = {}
@@ -66,11 +80,43 @@ class DataSource:
                 )
             key, value = pair.split("=", 1)
             columns[key.strip()] = value.strip()
-        return cls(Path(path), cast(Format, format), preset, columns)  # validated there
+        return cls(  # validated there
+            Path(path),
+            cast(Format, format),
+            preset,
+            columns,
+            tuple(Path(p) for p in more_paths),
+            tuple(Path(p) for p in item_properties),
+            None if category_tree is None else Path(category_tree),
+        )
+
+    def files(self) -> tuple[list[Path], Format]:
+        """Every file of a foreign log, in path order, and their format."""
+        files, fmt = list_files(self.path, self.format)
+        for path in self.more_paths:
+            more, more_fmt = list_files(path, fmt)
+            if more_fmt != fmt:
+                raise DatasetIOError(f"{path}: {more_fmt} files beside {fmt} ones; pass --format")
+            files.extend(more)
+        return sorted(set(files)), fmt
+
+    @property
+    def native(self) -> bool:
+        """A dataset folder in our layout (else a foreign log)."""
+        return (self.path / MANIFEST).exists() or (self.path / EVENTS_DIR).is_dir()
 
     def load(self) -> Dataset:
-        """The dataset, opened lazily (``load_dataset``)."""
-        return load_dataset(self.path, format=self.format, preset=self.preset, columns=self.columns)
+        """The dataset, opened lazily: a native folder as it is, a foreign log read in place
+        (``engine.io.ingest`` lays it out natively once instead)."""
+        if self.native:
+            if self.preset or self.columns or self.item_properties or self.more_paths:
+                raise DataValidationError(
+                    f"{self.path}: an ecomscale dataset needs no --preset or --column mapping"
+                )
+            return _load_native(self.path)
+        from engine.io.foreign import load_foreign
+
+        return load_foreign(self)
 
 
 @dataclass(frozen=True)
@@ -85,7 +131,7 @@ class Dataset:
         source: the path given to load_dataset.
         declared_sorted: the layout promises (user_id, ts) order across files (our layout).
         manifest: the manifest of a generated dataset.
-        user_keys: user_id -> original string id, when ids were strings.
+        user_keys: user_id -> the source's own id (``key``), when ids were remapped.
         buckets: in the bucketed layout, the event files of every bucket (index = bucket;
             empty for a bucket without users); ``events`` is then sorted within each bucket
             only, and per-user work goes bucket by bucket (see ``bucket_events``).
@@ -102,20 +148,30 @@ class Dataset:
     buckets: tuple[tuple[Path, ...], ...] = ()
 
 
+SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+
+
+def _kind(path: Path) -> str | None:
+    name = path.name.lower()
+    return next((fmt for suffix, fmt in SUFFIXES.items() if name.endswith(suffix)), None)
+
+
 def list_files(path: Path, fmt: Format) -> tuple[list[Path], Format]:
+    """The event files at ``path`` (a file, or every .parquet/.csv/.csv.gz file under a
+    folder, in name order) and their format."""
     if not path.exists():
         raise DatasetIOError(f"{path}: no such file or folder. Hint: check the path")
     if path.is_file():
         files = [path]
     else:
-        files = sorted(p for p in path.rglob("*") if p.suffix in (".parquet", ".csv"))
+        files = sorted(p for p in path.rglob("*") if p.is_file() and _kind(p) is not None)
     if not files:
-        raise DatasetIOError(f"{path}: no .parquet or .csv files found")
+        raise DatasetIOError(f"{path}: no .parquet, .csv or .csv.gz files found")
     if fmt == "auto":
-        suffixes = {p.suffix for p in files}
-        if len(suffixes) > 1:
-            raise DatasetIOError(f"{path}: mixes .csv and .parquet files; pass --format")
-        fmt = "csv" if suffixes == {".csv"} else "parquet"
+        kinds = {_kind(p) for p in files}
+        if len(kinds) > 1:
+            raise DatasetIOError(f"{path}: mixes CSV and Parquet files; pass --format")
+        fmt = "csv" if kinds == {"csv"} else "parquet"
     return files, fmt
 
 
@@ -179,16 +235,7 @@ def load_dataset(
     Returns:
         A Dataset whose ``events`` still need ``engine.validate_events``.
     """
-    path = Path(path)
-    if (path / MANIFEST).exists() or (path / EVENTS_DIR).is_dir():
-        if preset or columns:
-            raise DataValidationError(
-                f"{path}: an ecomscale dataset needs no --preset or --column mapping"
-            )
-        return _load_native(path)
-    from engine.io.foreign import load_foreign
-
-    return load_foreign(path, format, preset, columns or {})
+    return DataSource(Path(path), format, preset, columns or {}).load()
 
 
 def bucket_events(files: tuple[Path, ...]) -> pl.LazyFrame:
@@ -264,6 +311,7 @@ def _load_native(path: Path) -> Dataset:
         users=optional(USERS_FILE),
         truth=optional(PERSONAS_FILE),
         source=path,
+        user_keys=optional(USER_KEYS_FILE),
         declared_sorted=not buckets,
         manifest=manifest,
         buckets=buckets,

@@ -29,11 +29,10 @@ from engine.schema import (
     PERSONAS_FILE,
     PRODUCTS_FILE,
     SCHEMA_VERSION,
+    USER_KEYS_FILE,
     USERS_FILE,
 )
 from engine.validation import Policy, ValidationReport, parse_policy, scan_rules
-
-USER_KEYS_FILE = "user_keys.parquet"  # dense user_id -> the source's string id
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,388 @@
+"""Ingest: any foreign event log, read once, laid out as a native dataset.
+
+One streaming read of the source scatters its rows into the buckets of the bucketed layout
+(engine.schema's stable user hash), on disk. Each bucket is then sorted by (user_id, ts,
+then every other column, so that the source's row order never matters), validated with the
+usual rules and policies, and written. Memory follows one bucket, not the input; every
+stage, serial or on Dask, reads the result natively.
+
+Ids: integer keys that fit in u32 stay as they are (a REES46 user_id is the same number
+after ingest). Other keys (strings, negative or larger numbers) get u32 ids: a user's id is
+chosen inside its bucket's hash range (``ids_of_bucket``), in the order of the source's
+keys; products are numbered 0.. in key order. keys/users.parquet and keys/products.parquet
+map them back. The manifest records the source files' sizes and hashes, so that an
+unchanged source is not ingested twice (``ingested``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow.parquet as pq
+
+from engine.exceptions import ConfigError, DatasetIOError
+from engine.io.atomic import atomic_dir
+from engine.io.dataset import REQUIRED, DataSource
+from engine.io.foreign import (
+    base_prices,
+    dense_keys,
+    normalized_events,
+    product_stats,
+    products_table,
+    with_dense_id,
+)
+from engine.io.outofcore import bucket_quarantine
+from engine.schema import (
+    BUCKET_DIR,
+    EVENT_TYPES,
+    EVENTS_DIR,
+    MANIFEST,
+    MAX_BUCKETS,
+    PRODUCT_KEYS_FILE,
+    PRODUCTS_FILE,
+    SCHEMA_VERSION,
+    USER_KEYS_FILE,
+    ids_of_bucket,
+    user_bucket,
+)
+from engine.validation import Policy, ValidationReport, merge_reports, parse_policy, validate_events
+
+GENERATOR = "ecomscale.ingest"
+INGEST_VERSION = 1  # bump when the same source would ingest differently
+PART_ROWS = 2_000_000  # rows per bucket: what one bucket's sort holds in memory
+CSV_BYTES_PER_ROW = 100  # for the row estimate before reading (REES46: ~110)
+SORT_KEY = (*REQUIRED, "_file")
+QUARANTINE_DIR = "quarantine"
+
+Progress = Callable[[str, int, int], None]  # phase, done, total
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """How to ingest (validated once, here).
+
+    Attributes:
+        on_bad_rows: validation policy ("error", "drop" or "quarantine"); rejected rows go
+            to ``DATA/quarantine/`` beside the events they were cut from.
+        buckets: number of buckets; None: one per ``PART_ROWS`` rows of the estimated input
+            (give a few per Dask worker for a cluster).
+        overwrite: replace an existing folder at the target.
+    """
+
+    on_bad_rows: Policy = "error"
+    buckets: int | None = None
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        parse_policy(self.on_bad_rows)
+        if self.buckets is not None and not 1 <= self.buckets <= MAX_BUCKETS:
+            raise ConfigError.out_of_range("buckets", f"in [1, {MAX_BUCKETS}]", self.buckets)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What ``ingest`` wrote (or found already written, when ``reused``)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    reused: bool
+    seconds: float
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return dict(self.manifest["counts"])
+
+
+def _digest(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fingerprint(source: DataSource, config: IngestConfig) -> dict[str, Any]:
+    """What decides the ingested dataset: every source file's size and hash, the mapping
+    and the validation policy (compared with the manifest to reuse an ingest)."""
+    files, fmt = source.files()
+    extras = [*source.item_properties, *([source.category_tree] if source.category_tree else [])]
+    return {
+        "path": str(source.path.resolve()),
+        "format": fmt,
+        "preset": source.preset,
+        "columns": dict(sorted(source.columns.items())),
+        "files": [
+            {"path": str(f.resolve()), "bytes": f.stat().st_size, "sha256": _digest(f)}
+            for f in [*files, *extras]
+        ],
+        "on_bad_rows": config.on_bad_rows,
+        "buckets": config.buckets,
+        "ingest_version": INGEST_VERSION,
+    }
+
+
+def _bucket_count(source: DataSource, config: IngestConfig) -> int:
+    if config.buckets is not None:
+        return config.buckets
+    files, fmt = source.files()
+    if fmt == "parquet":
+        rows = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+    else:
+        gzip_ratio = lambda f: 6 if f.name.lower().endswith(".gz") else 1  # noqa: E731
+        rows = sum(f.stat().st_size * gzip_ratio(f) for f in files) // CSV_BYTES_PER_ROW
+    return min(MAX_BUCKETS, max(1, math.ceil(rows / PART_ROWS)))
+
+
+def ingested(
+    source: DataSource, out: Path, config: IngestConfig, on_progress: Progress | None = None
+) -> IngestResult:
+    """The native dataset of ``source`` at ``out``: the one already there when its manifest
+    says it came from the same files (sizes and hashes) the same way, else a new ingest
+    (replacing an earlier ingest or generated dataset at ``out``, nothing else)."""
+    start = time.perf_counter()
+    wanted = fingerprint(source, config)
+    manifest = _read_manifest(out)
+    if manifest is not None and manifest.get("source") == wanted:
+        return IngestResult(out, manifest, True, time.perf_counter() - start)
+    if out.exists() and manifest is None:
+        raise DatasetIOError(
+            f"{out}: exists and is not an ecomscale dataset; ingest will not replace it. "
+            "Hint: move it, or pass another --out"
+        )
+    replace = IngestConfig(config.on_bad_rows, config.buckets, overwrite=True)
+    return ingest(source, out, replace, on_progress, wanted)
+
+
+def _read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def ingest(
+    source: DataSource,
+    out: str | Path,
+    config: IngestConfig = IngestConfig(),
+    on_progress: Progress | None = None,
+    source_fingerprint: dict[str, Any] | None = None,
+) -> IngestResult:
+    """Lay ``source`` (a foreign log: a file, several, or a folder) out at ``out`` as a
+    native dataset in the bucketed layout, atomically: events/bucket=NNNNN/part-00000.parquet,
+    products.parquet, keys/*.parquet where ids were given, quarantine/ when rows were set
+    aside, and manifest.json (source files, counts, validation).
+
+    Raises:
+        DataValidationError: on a source that cannot be read as asked, or on broken rules
+            under "error" (one line naming the file, the column and a fix).
+    """
+    start = time.perf_counter()
+    target = Path(out)
+    if source.native:
+        raise ConfigError(f"{source.path}: already an ecomscale dataset; nothing to ingest")
+    wanted = source_fingerprint or fingerprint(source, config)
+    events, preset = normalized_events(source)
+    n_buckets = _bucket_count(source, config)
+    report = lambda phase, done, total: on_progress and on_progress(phase, done, total)  # noqa: E731
+    with atomic_dir(target, overwrite=config.overwrite) as root:
+        with tempfile.TemporaryDirectory(prefix=".scratch-", dir=root) as scratch_dir:
+            report("read", 0, 1)
+            scattered = _scatter(events, Path(scratch_dir), n_buckets)
+            report("read", 1, 1)
+            products = None
+            if _needs_ids(scattered.stats, "product_id"):
+                keys = dense_keys(scattered.stats.select("product_id"), "product_id")
+                products = keys.collect()
+                _write_keys(products, root / PRODUCT_KEYS_FILE)
+            catalogue = _catalogue(scattered, products, preset.category_levels)
+            catalogue.drop("_conflict_category", "_conflict_brand").write_parquet(
+                root / PRODUCTS_FILE
+            )
+            written = _write_buckets(
+                scattered.buckets, root, n_buckets, _needs_ids(scattered.bounds, "user_id"),
+                products, config.on_bad_rows, preset.drop_exact_duplicates, report,
+            )  # fmt: skip
+        validation, duplicates, user_keys = written
+        if user_keys is not None:
+            _write_keys(user_keys, root / USER_KEYS_FILE)
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "generator": GENERATOR,
+            "source": wanted,
+            "layout": {"buckets": n_buckets},
+            "counts": {
+                "events": validation.rows_out,
+                "events_in": validation.rows_in + duplicates,
+                "exact_duplicates": duplicates,
+                "products": catalogue.height,
+                "product_conflicts": {
+                    "category": int(catalogue["_conflict_category"].sum()),
+                    "brand": int(catalogue["_conflict_brand"].sum()),
+                },
+            },
+            "validation": validation.counts,
+            "quarantine": None
+            if validation.quarantine_path is None
+            else str(target / QUARANTINE_DIR),
+        }
+        (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return IngestResult(target, manifest, False, time.perf_counter() - start)
+
+
+@dataclass(frozen=True)
+class Scattered:
+    """What the one read of the source leaves in scratch: the rows of every bucket
+    (bucket -> folder; rows without a user key under bucket ``n_buckets``), the
+    ``product_stats`` and ``base_prices`` of the products, and the user keys' bounds."""
+
+    buckets: dict[int, Path]
+    stats: pl.LazyFrame
+    prices: pl.LazyFrame
+    bounds: pl.LazyFrame
+
+
+def _scatter(events: pl.LazyFrame, scratch: Path, n_buckets: int) -> Scattered:
+    """One streaming read of the source: each user's rows into the folder of its bucket
+    (the stable user hash of an integer key, which stays its id; a hash of any other key,
+    whose id is then chosen inside that bucket), and the product tables beside them."""
+    key = pl.col("user_id")
+    if events.collect_schema()["user_id"].is_integer():
+        bucket = user_bucket(key.cast(pl.Int64) % (1 << 32), n_buckets)
+    else:
+        bucket = (key.hash(seed=0) % n_buckets).cast(pl.UInt32)
+    rows = events.select(*SORT_KEY, bucket.fill_null(n_buckets).alias("_bucket"))
+    sinks = [
+        rows.with_columns(pl.col("_file").cast(pl.Categorical)).sink_parquet(
+            pl.PartitionBy(scratch / "rows", key="_bucket", include_key=False),
+            mkdir=True,
+            compression="lz4",
+            lazy=True,
+        ),
+        product_stats(events).sink_parquet(scratch / "stats.parquet", lazy=True),
+        base_prices(events).sink_parquet(scratch / "prices.parquet", lazy=True),
+        events.select(key.min().alias("low"), key.max().alias("high")).sink_parquet(
+            scratch / "bounds.parquet", lazy=True
+        ),
+    ]
+    pl.collect_all(sinks, engine="streaming")  # the scan is shared: the source is read once
+    folders = {int(p.name.partition("=")[2]): p for p in (scratch / "rows").iterdir()}
+    return Scattered(
+        dict(sorted(folders.items())),
+        pl.scan_parquet(scratch / "stats.parquet"),
+        pl.scan_parquet(scratch / "prices.parquet"),
+        pl.scan_parquet(scratch / "bounds.parquet"),
+    )
+
+
+def _needs_ids(table: pl.LazyFrame, name: str) -> bool:
+    """Whether keys need ids: strings, or numbers outside u32 (``name``: the key column,
+    or "user_id" for the bounds table)."""
+    schema = table.collect_schema()
+    if name == "user_id" and "low" in schema:
+        if not schema["low"].is_integer():
+            return True
+        low, high = table.collect().row(0)
+    else:
+        if not schema[name].is_integer():
+            return True
+        low, high = (
+            table.select(pl.col(name).min().alias("low"), pl.col(name).max().alias("high"))
+            .collect()
+            .row(0)
+        )
+    return low is not None and (low < 0 or high >= 1 << 32)
+
+
+def _write_keys(table: pl.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table.write_parquet(path)
+
+
+def _catalogue(
+    scattered: Scattered, products: pl.DataFrame | None, category_levels: bool
+) -> pl.DataFrame:
+    """The products table (``products_table``) in product ids."""
+    stats, prices = scattered.stats, scattered.prices
+    if products is None:
+        cast = pl.col("product_id").cast(pl.UInt32)
+        stats, prices = stats.with_columns(cast), prices.with_columns(cast)
+    else:
+        stats = with_dense_id(stats, products, "product_id", keep_order=False)
+        prices = with_dense_id(prices, products, "product_id", keep_order=False)
+    return products_table(stats, prices, category_levels=category_levels).collect()
+
+
+def _write_buckets(
+    folders: dict[int, Path],
+    root: Path,
+    n_buckets: int,
+    remap_users: bool,
+    products: pl.DataFrame | None,
+    on_bad_rows: Policy,
+    drop_exact_duplicates: bool,
+    report: Progress,
+) -> tuple[ValidationReport, int, pl.DataFrame | None]:
+    """Each bucket in turn: ids, sort, exact duplicates (when the preset says so),
+    validation, write. Returns the merged report, the duplicates dropped and the user key
+    map (None when keys were kept as ids)."""
+    quarantine = root / QUARANTINE_DIR
+    reports, duplicates, user_keys = [], 0, []
+    for done, (bucket, folder) in enumerate(folders.items()):
+        report("sort", done, len(folders))
+        rows = pl.read_parquet(folder / "**" / "*.parquet")
+        if remap_users and bucket < n_buckets:
+            keys = rows.select(pl.col("user_id").alias("key")).drop_nulls().unique().sort("key")
+            keys = keys.with_columns(
+                pl.Series("user_id", ids_of_bucket(bucket, n_buckets, keys.height))
+            )
+            user_keys.append(keys.select("user_id", "key"))
+            rows = with_dense_id(rows.lazy(), keys, "user_id", keep_order=False).collect()
+        elif remap_users:  # rows without a user key
+            rows = rows.with_columns(pl.lit(None, pl.UInt32).alias("user_id"))
+        else:
+            rows = rows.with_columns(pl.col("user_id").cast(pl.UInt32))
+        if products is None:
+            rows = rows.with_columns(pl.col("product_id").cast(pl.UInt32))
+        else:
+            rows = with_dense_id(rows.lazy(), products, "product_id", keep_order=False).collect()
+        rows = rows.select(SORT_KEY).sort(_sort_key())  # (nulls_last costs three times)
+        if drop_exact_duplicates:  # sorted: a repeat follows its original
+            repeat = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in REQUIRED)
+            before = rows.height
+            rows = rows.filter(~repeat.fill_null(False))
+            duplicates += before - rows.height
+        clean, bucket_report = validate_events(
+            rows.lazy(),
+            on_bad_rows=on_bad_rows,
+            quarantine_dir=bucket_quarantine(quarantine, bucket),
+            declared_sorted=True,
+        )
+        reports.append(bucket_report)
+        if bucket < n_buckets:
+            folder_out = root / EVENTS_DIR / BUCKET_DIR.format(bucket)
+            folder_out.mkdir(parents=True)
+            clean.select(REQUIRED).collect().write_parquet(
+                folder_out / "part-00000.parquet", compression="zstd", row_group_size=250_000
+            )
+    report("sort", len(folders), len(folders))
+    merged = merge_reports(reports, on_bad_rows, quarantine, resorted=True)
+    return merged, duplicates, pl.concat(user_keys) if user_keys else None
+
+
+def _sort_key() -> list[pl.Expr]:
+    """(user_id, ts, event type, product_id, price, then the strings): every column, so that
+    the source's row order never matters; the event type as its contract code first,
+    because sorting on numbers is several times faster than on strings."""
+    code = pl.col("event_type").replace_strict(
+        {name: i for i, name in enumerate(EVENT_TYPES)}, default=len(EVENT_TYPES),
+        return_dtype=pl.UInt8,
+    )  # fmt: skip
+    return [pl.col("user_id"), pl.col("ts"), code, *(pl.col(c) for c in SORT_KEY[3:]),
+            pl.col("event_type"), pl.col("_file").cast(pl.String)]  # fmt: skip
