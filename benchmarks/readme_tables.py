@@ -99,6 +99,27 @@ def render_ci(results: Path) -> str:
                 f"DuckDB SQL of the same definitions **{coh['ratio_vs_duckdb']:.1f}x** slower",
             ]
         )
+    if "test_ingest_vs_duckdb_copy" in info:
+        ing = info["test_ingest_vs_duckdb_copy"]
+        rows.append(
+            [
+                f"ingest of a time-ordered REES46 CSV ({ing['rows']:,} rows, "
+                f"{ing['csv_mb']:.0f} MB)",
+                f"{_m(ing['rows_per_s'])} rows/s (validation, products and sort included)",
+                f"DuckDB `COPY (... ORDER BY user_id, ts) TO parquet`: ours at "
+                f"**{ing['speed_vs_duckdb']:.2f}x** its speed (goal: 1.0)",
+            ]
+        )
+    if "test_run_on_the_csv_vs_the_native_dataset" in info:
+        both = info["test_run_on_the_csv_vs_the_native_dataset"]
+        rows.append(
+            [
+                f"`ecomscale run` on that CSV ({both['users']:,} users), ingestion included",
+                f"{both['foreign_s']:.1f} s, peak RSS {both['foreign_peak_rss_mb']:.0f} MB",
+                f"`ecomscale run` on the native dataset: **{both['time_ratio']:.2f}x** its "
+                f"time, **{both['rss_ratio']:.2f}x** its peak RSS (goal: at most 1.5x each)",
+            ]
+        )
     dist_f = info["test_features_serial_vs_local_cluster"]
     dist_s = info["test_segments_serial_vs_local_cluster"]
     rows.append(
@@ -236,7 +257,32 @@ def render_segments(results: Path) -> str:
     return _table(header, table)
 
 
+def render_foreign(results: Path) -> str:
+    """The foreign path's scaling study (``python -m benchmarks.foreign_scaling``)."""
+    study = json.loads((results / "foreign.json").read_text())
+    stages = _stages(study["rows"])
+    table = [
+        [f"{row['rows']:,}", f"{row['csv_bytes'] / 1e9:.2f}"]
+        + [
+            f"{row['stages'][s]['seconds']:.1f} / {row['stages'][s]['peak_rss_mb']:.0f}"
+            for s in stages
+        ]
+        for row in study["rows"]
+    ]
+    header = ["CSV rows", "CSV GB", *(f"{s} s / peak MB" for s in stages)]
+    text = f"{study['machine']}:\n\n" + _table(header, table)
+    capped = study.get("memory_capped")
+    if capped:
+        text += (
+            f"\n`ingest` of the {capped['rows']:,}-row CSV again under a {capped['cap_gb']:g} GiB "
+            f"memory cap ({capped['cap']}): {'ok' if capped['ok'] else '**failed**'}, "
+            f"{capped['seconds']:.1f} s, peak RSS {capped['peak_rss_mb']:.0f} MB.\n"
+        )
+    return text
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
+    "foreign": render_foreign,
     "segments": render_segments,
     "ci": render_ci,
     "scaling": render_scaling,
