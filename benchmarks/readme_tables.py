@@ -149,24 +149,28 @@ def render_ci(results: Path) -> str:
     return head + _table(["stage", "ours", "peer(s) in the same run"], rows)
 
 
-def _stages(rows: list[dict[str, Any]]) -> list[str]:
-    return list(rows[0]["stages"])
+def _stage_table(
+    rows: list[dict[str, Any]], first: dict[str, Callable[[dict[str, Any]], str]]
+) -> str:
+    """One row per size: the ``first`` columns, then seconds / peak MB of every stage."""
+    stages = list(rows[0]["stages"])
+    table = [
+        [cell(row) for cell in first.values()]
+        + [
+            f"{row['stages'][s]['seconds']:.1f} / {row['stages'][s]['peak_rss_mb']:.0f}"
+            for s in stages
+        ]
+        for row in rows
+    ]
+    return _table([*first, *(f"{s} s / peak MB" for s in stages)], table)
 
 
 def render_scaling(results: Path) -> str:
     """The scaling study: every stage as the CLI, at each size."""
     study = json.loads((results / "scaling.json").read_text())
-    stages = _stages(study["rows"])
-    table = [
-        [f"{row['events']:,}", f"{row['users']:,}"]
-        + [
-            f"{row['stages'][s]['seconds']:.1f} / {row['stages'][s]['peak_rss_mb']:.0f}"
-            for s in stages
-        ]
-        for row in study["rows"]
-    ]
-    header = ["events", "users", *(f"{s} s / peak MB" for s in stages)]
-    return f"{study['machine']}, {study['threads']} threads:\n\n" + _table(header, table)
+    first = {"events": lambda r: f"{r['events']:,}", "users": lambda r: f"{r['users']:,}"}
+    head = f"{study['machine']}, {study['threads']} threads:\n\n"
+    return head + _stage_table(study["rows"], first)
 
 
 def render_cores(results: Path) -> str:
@@ -260,17 +264,11 @@ def render_segments(results: Path) -> str:
 def render_foreign(results: Path) -> str:
     """The foreign path's scaling study (``python -m benchmarks.foreign_scaling``)."""
     study = json.loads((results / "foreign.json").read_text())
-    stages = _stages(study["rows"])
-    table = [
-        [f"{row['rows']:,}", f"{row['csv_bytes'] / 1e9:.2f}"]
-        + [
-            f"{row['stages'][s]['seconds']:.1f} / {row['stages'][s]['peak_rss_mb']:.0f}"
-            for s in stages
-        ]
-        for row in study["rows"]
-    ]
-    header = ["CSV rows", "CSV GB", *(f"{s} s / peak MB" for s in stages)]
-    text = f"{study['machine']}:\n\n" + _table(header, table)
+    first = {
+        "CSV rows": lambda r: f"{r['rows']:,}",
+        "CSV GB": lambda r: f"{r['csv_bytes'] / 1e9:.2f}",
+    }
+    text = f"{study['machine']}:\n\n" + _stage_table(study["rows"], first)
     capped = study.get("memory_capped")
     if capped:
         text += (
