@@ -28,15 +28,18 @@ from typing import Any
 import numpy as np
 
 EVENTS_PER_USER = 18.2  # the default generator's mean, measured
+# Peak RSS: the stage's own VmHWM (ru_maxrss would carry the forking parent's size over
+# exec), or its worker processes' ru_maxrss when larger.
 RUNNER = (
     "import resource, sys, time\n"
     "from engine.cli import main\n"
+    "from synth.dataset import peak_rss_mb\n"
     "start = time.perf_counter()\n"
     "try:\n"
     "    main(sys.argv[1:], standalone_mode=False)\n"
     "finally:\n"
-    "    peak = max(resource.getrusage(r).ru_maxrss for r in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
-    "    print(f'@@ {time.perf_counter() - start:.3f} {peak / 1024:.1f}', file=sys.stderr)\n"
+    "    peak = max(peak_rss_mb(), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024)\n"
+    "    print(f'@@ {time.perf_counter() - start:.3f} {peak:.1f}', file=sys.stderr)\n"
 )
 
 

@@ -25,6 +25,7 @@ from engine.cohorts import CohortsConfig
 from engine.exceptions import DatasetIOError, DataValidationError
 from engine.features import FeaturesConfig, features_stage
 from engine.io.dataset import DataSource
+from engine.io.foreign import median_of_counts, price_counts
 from engine.io.ingest import IngestConfig, ingest, ingested
 from engine.pipeline import cohorts_from_data
 from engine.schema import user_bucket
@@ -174,8 +175,8 @@ def test_rees46_quirks(tmp_path: Path) -> None:
     rows = {r["product_id"]: r for r in products.iter_rows(named=True)}
     assert rows[10]["category"] == rows[11]["category"] == "kids"
     assert rows[12]["category"] == "(none)" and rows[12]["brand"] is None
-    # base prices are over the source's rows, the repeated one included: median(4, 4, 6)
-    assert rows[11]["base_price"] == 0.0 and rows[12]["base_price"] == 4.0
+    # base prices are over the kept events (the repeated row dropped): median(4, 6)
+    assert rows[11]["base_price"] == 0.0 and rows[12]["base_price"] == 5.0
     assert rows[13]["category"] == "sport"
     events = pl.read_parquet(tmp_path / "data" / "events" / "**" / "*.parquet")
     assert str(events["ts"].min()) == "2019-10-01 00:00:00+00:00"  # the " UTC" suffix
@@ -301,3 +302,19 @@ def test_cli_run_on_a_foreign_log_ingests_once(tmp_path: Path, csv_log: Path) ->
     empty.write_text("")
     bad = runner.invoke(main, ["ingest", str(empty), "--out", str(tmp_path / "x")])
     assert bad.exit_code == 2 and "empty file" in bad.output and "Traceback" not in bad.output
+
+
+def test_median_from_partial_price_counts_matches_numpy() -> None:
+    rng = np.random.default_rng(5)
+    events = pl.DataFrame(
+        {
+            "product_id": rng.integers(0, 50, 4000).astype(np.uint32),
+            "price": rng.choice([0.0, 1.5, 2.0, 2.25, 9.99, 10.0], 4000).astype(np.float32),
+        }
+    )
+    parts = [price_counts(events.slice(i, 1000).lazy()).collect() for i in range(0, 4000, 1000)]
+    ours = dict(median_of_counts(pl.concat(parts).lazy()).collect().iter_rows())
+    for (product,), group in events.filter(pl.col("price") > 0).group_by("product_id"):
+        expected = np.median(group["price"].to_numpy().astype(np.float64))
+        assert ours[product] == pytest.approx(expected, rel=1e-7)
+    assert set(ours) == set(events.filter(pl.col("price") > 0)["product_id"].to_list())

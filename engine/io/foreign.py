@@ -253,11 +253,34 @@ def product_stats(events: pl.LazyFrame) -> pl.LazyFrame:
     )
 
 
+def price_counts(events: pl.LazyFrame) -> pl.LazyFrame:
+    """Rows per (product_id, positive price): additive, so partial counts (one per bucket)
+    can be summed, and small (a product has few distinct prices)."""
+    return (
+        events.filter(pl.col("price") > 0)
+        .group_by("product_id", "price")
+        .agg(pl.len().cast(pl.Int64).alias("_n"))
+    )
+
+
+def median_of_counts(counts: pl.LazyFrame) -> pl.LazyFrame:
+    """product_id -> base_price, the exact median of its prices from ``price_counts`` (the
+    mean of the two middle values for an even count, as ``Expr.median``)."""
+    per_price = counts.group_by("product_id", "price").agg(pl.col("_n").sum())
+    ranked = per_price.sort("product_id", "price").with_columns(
+        pl.col("_n").cum_sum().over("product_id").alias("_upto"),
+        pl.col("_n").sum().over("product_id").alias("_total"),
+    )
+    # 0-based positions of the middle values; a value covers positions up to _upto - 1
+    low = pl.col("price").filter(pl.col("_upto") > (pl.col("_total") - 1) // 2).min()
+    high = pl.col("price").filter(pl.col("_upto") > pl.col("_total") // 2).min()
+    middle = (low.cast(pl.Float64) + high.cast(pl.Float64)) / 2
+    return ranked.group_by("product_id").agg(middle.cast(pl.Float32).alias("base_price"))
+
+
 def base_prices(events: pl.LazyFrame) -> pl.LazyFrame:
-    """product_id -> base_price: the median of its positive prices (null when none), over
-    the source's rows (an exact duplicate that ingest later drops counts here)."""
-    positive = pl.col("price").filter(pl.col("price") > 0)
-    return events.group_by("product_id").agg(positive.median().cast(pl.Float32).alias("base_price"))
+    """product_id -> base_price: the median of its positive prices (none: no row)."""
+    return median_of_counts(price_counts(events))
 
 
 def resolved_attribute(stats: pl.LazyFrame, name: str, key: str = "product_id") -> pl.LazyFrame:

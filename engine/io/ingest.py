@@ -31,37 +31,30 @@ import pyarrow.parquet as pq
 
 from engine.exceptions import ConfigError, DatasetIOError
 from engine.io.atomic import atomic_dir
-from engine.io.dataset import REQUIRED, DataSource
+from engine.io.dataset import DataSource
 from engine.io.foreign import (
-    base_prices,
     dense_keys,
     normalized_events,
     product_stats,
     products_table,
     with_dense_id,
 )
-from engine.io.outofcore import bucket_quarantine
+from engine.io.ingest_buckets import QUARANTINE_DIR, SORT_KEY, write_buckets
 from engine.schema import (
-    BUCKET_DIR,
-    EVENT_TYPES,
-    EVENTS_DIR,
     MANIFEST,
     MAX_BUCKETS,
     PRODUCT_KEYS_FILE,
     PRODUCTS_FILE,
     SCHEMA_VERSION,
     USER_KEYS_FILE,
-    ids_of_bucket,
     user_bucket,
 )
-from engine.validation import Policy, ValidationReport, merge_reports, parse_policy, validate_events
+from engine.validation import Policy, parse_policy
 
 GENERATOR = "ecomscale.ingest"
 INGEST_VERSION = 1  # bump when the same source would ingest differently
 PART_ROWS = 2_000_000  # rows per bucket: what one bucket's sort holds in memory
 CSV_BYTES_PER_ROW = 100  # for the row estimate before reading (REES46: ~110)
-SORT_KEY = (*REQUIRED, "_file")
-QUARANTINE_DIR = "quarantine"
 
 Progress = Callable[[str, int, int], None]  # phase, done, total
 
@@ -201,17 +194,17 @@ def ingest(
                 keys = dense_keys(scattered.stats.select("product_id"), "product_id")
                 products = keys.collect()
                 _write_keys(products, root / PRODUCT_KEYS_FILE)
-            catalogue = _catalogue(scattered, products, preset.category_levels)
-            catalogue.drop("_conflict_category", "_conflict_brand").write_parquet(
-                root / PRODUCTS_FILE
-            )
-            written = _write_buckets(
+            written = write_buckets(
                 scattered.buckets, root, n_buckets, _needs_ids(scattered.bounds, "user_id"),
                 products, config.on_bad_rows, preset.drop_exact_duplicates, report,
             )  # fmt: skip
-        validation, duplicates, user_keys = written
-        if user_keys is not None:
-            _write_keys(user_keys, root / USER_KEYS_FILE)
+            catalogue = _catalogue(
+                scattered.stats, written.prices, products, preset.category_levels
+            )
+        catalogue.drop("_conflict_category", "_conflict_brand").write_parquet(root / PRODUCTS_FILE)
+        validation, duplicates = written.report, written.duplicates
+        if written.user_keys is not None:
+            _write_keys(written.user_keys, root / USER_KEYS_FILE)
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "generator": GENERATOR,
@@ -240,11 +233,10 @@ def ingest(
 class Scattered:
     """What the one read of the source leaves in scratch: the rows of every bucket
     (bucket -> folder; rows without a user key under bucket ``n_buckets``), the
-    ``product_stats`` and ``base_prices`` of the products, and the user keys' bounds."""
+    ``product_stats`` of the products, and the user keys' bounds."""
 
     buckets: dict[int, Path]
     stats: pl.LazyFrame
-    prices: pl.LazyFrame
     bounds: pl.LazyFrame
 
 
@@ -266,7 +258,6 @@ def _scatter(events: pl.LazyFrame, scratch: Path, n_buckets: int) -> Scattered:
             lazy=True,
         ),
         product_stats(events).sink_parquet(scratch / "stats.parquet", lazy=True),
-        base_prices(events).sink_parquet(scratch / "prices.parquet", lazy=True),
         events.select(key.min().alias("low"), key.max().alias("high")).sink_parquet(
             scratch / "bounds.parquet", lazy=True
         ),
@@ -276,7 +267,6 @@ def _scatter(events: pl.LazyFrame, scratch: Path, n_buckets: int) -> Scattered:
     return Scattered(
         dict(sorted(folders.items())),
         pl.scan_parquet(scratch / "stats.parquet"),
-        pl.scan_parquet(scratch / "prices.parquet"),
         pl.scan_parquet(scratch / "bounds.parquet"),
     )
 
@@ -306,83 +296,14 @@ def _write_keys(table: pl.DataFrame, path: Path) -> None:
 
 
 def _catalogue(
-    scattered: Scattered, products: pl.DataFrame | None, category_levels: bool
+    stats: pl.LazyFrame,
+    prices: pl.LazyFrame,
+    products: pl.DataFrame | None,
+    category_levels: bool,
 ) -> pl.DataFrame:
-    """The products table (``products_table``) in product ids."""
-    stats, prices = scattered.stats, scattered.prices
+    """The products table (``products_table``) in product ids; ``prices`` are already."""
     if products is None:
-        cast = pl.col("product_id").cast(pl.UInt32)
-        stats, prices = stats.with_columns(cast), prices.with_columns(cast)
+        stats = stats.with_columns(pl.col("product_id").cast(pl.UInt32))
     else:
         stats = with_dense_id(stats, products, "product_id", keep_order=False)
-        prices = with_dense_id(prices, products, "product_id", keep_order=False)
     return products_table(stats, prices, category_levels=category_levels).collect()
-
-
-def _write_buckets(
-    folders: dict[int, Path],
-    root: Path,
-    n_buckets: int,
-    remap_users: bool,
-    products: pl.DataFrame | None,
-    on_bad_rows: Policy,
-    drop_exact_duplicates: bool,
-    report: Progress,
-) -> tuple[ValidationReport, int, pl.DataFrame | None]:
-    """Each bucket in turn: ids, sort, exact duplicates (when the preset says so),
-    validation, write. Returns the merged report, the duplicates dropped and the user key
-    map (None when keys were kept as ids)."""
-    quarantine = root / QUARANTINE_DIR
-    reports, duplicates, user_keys = [], 0, []
-    for done, (bucket, folder) in enumerate(folders.items()):
-        report("sort", done, len(folders))
-        rows = pl.read_parquet(folder / "**" / "*.parquet")
-        if remap_users and bucket < n_buckets:
-            keys = rows.select(pl.col("user_id").alias("key")).drop_nulls().unique().sort("key")
-            keys = keys.with_columns(
-                pl.Series("user_id", ids_of_bucket(bucket, n_buckets, keys.height))
-            )
-            user_keys.append(keys.select("user_id", "key"))
-            rows = with_dense_id(rows.lazy(), keys, "user_id", keep_order=False).collect()
-        elif remap_users:  # rows without a user key
-            rows = rows.with_columns(pl.lit(None, pl.UInt32).alias("user_id"))
-        else:
-            rows = rows.with_columns(pl.col("user_id").cast(pl.UInt32))
-        if products is None:
-            rows = rows.with_columns(pl.col("product_id").cast(pl.UInt32))
-        else:
-            rows = with_dense_id(rows.lazy(), products, "product_id", keep_order=False).collect()
-        rows = rows.select(SORT_KEY).sort(_sort_key())  # (nulls_last costs three times)
-        if drop_exact_duplicates:  # sorted: a repeat follows its original
-            repeat = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in REQUIRED)
-            before = rows.height
-            rows = rows.filter(~repeat.fill_null(False))
-            duplicates += before - rows.height
-        clean, bucket_report = validate_events(
-            rows.lazy(),
-            on_bad_rows=on_bad_rows,
-            quarantine_dir=bucket_quarantine(quarantine, bucket),
-            declared_sorted=True,
-        )
-        reports.append(bucket_report)
-        if bucket < n_buckets:
-            folder_out = root / EVENTS_DIR / BUCKET_DIR.format(bucket)
-            folder_out.mkdir(parents=True)
-            clean.select(REQUIRED).collect().write_parquet(
-                folder_out / "part-00000.parquet", compression="zstd", row_group_size=250_000
-            )
-    report("sort", len(folders), len(folders))
-    merged = merge_reports(reports, on_bad_rows, quarantine, resorted=True)
-    return merged, duplicates, pl.concat(user_keys) if user_keys else None
-
-
-def _sort_key() -> list[pl.Expr]:
-    """(user_id, ts, event type, product_id, price, then the strings): every column, so that
-    the source's row order never matters; the event type as its contract code first,
-    because sorting on numbers is several times faster than on strings."""
-    code = pl.col("event_type").replace_strict(
-        {name: i for i, name in enumerate(EVENT_TYPES)}, default=len(EVENT_TYPES),
-        return_dtype=pl.UInt8,
-    )  # fmt: skip
-    return [pl.col("user_id"), pl.col("ts"), code, *(pl.col(c) for c in SORT_KEY[3:]),
-            pl.col("event_type"), pl.col("_file").cast(pl.String)]  # fmt: skip
