@@ -258,6 +258,14 @@ def test_cli_features_and_segment_on_a_local_cluster(
     done = ecomscale("segment", str(feats), "--out", str(segs), "--seed", "1", *cluster)
     assert done.returncode == 0, done.stderr
     assert_frame_equal(pl.read_parquet(segs), serial[1].assignments)
+    # the range layout on a cluster: laid out in buckets beside the output, then reused
+    ranged = tmp_path / "ranged" / "f.parquet"
+    for _ in range(2):
+        done = ecomscale("features", str(datasets["ranges"]), "--out", str(ranged), *cluster)
+        assert done.returncode == 0, done.stderr
+    assert "source unchanged" in done.stderr
+    assert (tmp_path / "ranged" / "data-buckets" / "events" / "bucket=00015").is_dir()
+    assert_frame_equal(pl.read_parquet(ranged), serial[0])
 
 
 def test_cli_unreachable_scheduler_is_one_line(datasets: dict[str, Path]) -> None:

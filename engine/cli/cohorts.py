@@ -112,7 +112,7 @@ def cohorts(
     source = data_source(data, data_options)
     config = CohortsConfig.parse(period, start_event, return_event, criterion, mode, on_bad_rows)
     check_writable(out)
-    dataset = open_dataset(source, out.parent / "data", config.on_bad_rows)
+    dataset = open_dataset(source, out.parent, config.on_bad_rows)
     with console.status("cohorts"):
         tables = cohorts_from_data(dataset, config, out, segments_path, parse_as_of(as_of))
     console.print(_retention_table(tables.retention))

@@ -70,7 +70,8 @@ def features(
     check_writable(out.parent)
     if config.on_bad_rows == "quarantine":
         check_writable(quarantine)
-    dataset = open_dataset(source, out.parent / "data", config.on_bad_rows)
+    wants_cluster = scheduler is not None or local_cluster is not None
+    dataset = open_dataset(source, out.parent, config.on_bad_rows, cluster=wants_cluster)
     start = time.perf_counter()
     with cluster(scheduler, local_cluster) as client:
         if client is not None:

@@ -24,13 +24,23 @@ if TYPE_CHECKING:
     from engine.io.ingest import IngestConfig, IngestResult
 
 
+CLUSTER_BUCKETS = 16  # the bucketed layout made for a cluster run
+
+
 def open_dataset(
-    source: DataSource, data_dir: Path, on_bad_rows: Policy, buckets: int | None = None
+    source: DataSource, out: Path, on_bad_rows: Policy, *, cluster: bool = False
 ) -> Dataset:
-    """A native dataset as it is; a foreign log ingested into ``data_dir`` first (or the
-    earlier ingest there, when the source files are unchanged)."""
+    """A native dataset as it is; a foreign log ingested into ``out/data`` first (or the
+    earlier ingest there, when the source files are unchanged). For a ``cluster`` run, a
+    native dataset by user range is laid out in buckets at ``out/data-buckets`` the same way
+    (the Dask backend reads the bucketed layout)."""
+    buckets = CLUSTER_BUCKETS if cluster else None
+    data_dir = out / "data"
     if source.native:
-        return source.load()
+        dataset = source.load()
+        if not cluster or dataset.buckets:
+            return dataset
+        data_dir = out / "data-buckets"
     from engine.io.ingest import IngestConfig, ingested
 
     check_writable(data_dir.parent)
@@ -71,9 +81,11 @@ def print_ingest(result: IngestResult) -> None:
         f"ingest: {counts['events_in']:,} rows from {len(files)} file(s) ({size:,.0f} MB) in "
         f"{result.seconds:.1f} s ({rate:,.0f} rows/s) -> {result.path}"
     )
-    dropped = counts["exact_duplicates"]
-    conflicts = counts["product_conflicts"]
-    notes = [f"{counts['events']:,} events kept", f"{counts['products']:,} products"]
+    dropped = counts.get("exact_duplicates", 0)
+    conflicts = counts.get("product_conflicts", {"category": 0, "brand": 0})
+    notes = [f"{counts['events']:,} events kept"]
+    if "products" in counts:
+        notes.append(f"{counts['products']:,} products")
     if dropped:
         notes.append(f"{dropped:,} exact duplicate rows dropped")
     if conflicts["category"] or conflicts["brand"]:

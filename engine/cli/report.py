@@ -56,7 +56,7 @@ def report(
     policy = parse_policy(on_bad_rows)
     config = RunConfig(insights=InsightsConfig(policy), cohorts=CohortsConfig(on_bad_rows=policy))
     check_writable(out)
-    dataset = open_dataset(source, out / "data", policy)
+    dataset = open_dataset(source, out, policy)
     with console.status("insights and report"):
         found, path = report_from_files(
             dataset, features_path, segments_path, out, config, parse_as_of(as_of)

@@ -22,11 +22,11 @@ from engine.cli.common import (
     with_space_option,
 )
 from engine.cli.generate import generate_with_progress
-from engine.cli.ingest import open_dataset
+from engine.cli.ingest import CLUSTER_BUCKETS, open_dataset
 from engine.io.atomic import check_writable
 from engine.validation import parse_policy
 
-DEFAULT_BUCKETS = 16  # bucketed layout of the generated default dataset on a cluster
+DEFAULT_BUCKETS = CLUSTER_BUCKETS  # layout of the generated default dataset on a cluster
 
 
 @click.command()
@@ -90,9 +90,7 @@ def run(
         generate_with_progress(synth_config, data, workers, overwrite=True)
     source = data_source(data, data_options)
     with cluster(scheduler, local_cluster) as client:
-        dataset = open_dataset(
-            source, out / "data", config.features.on_bad_rows, DEFAULT_BUCKETS if client else None
-        )
+        dataset = open_dataset(source, out, config.features.on_bad_rows, cluster=client is not None)
         with console.status("running") as status:
             result = run_stages(
                 dataset,

@@ -135,9 +135,10 @@ def _bucket_count(source: DataSource, config: IngestConfig) -> int:
 def ingested(
     source: DataSource, out: Path, config: IngestConfig, on_progress: Progress | None = None
 ) -> IngestResult:
-    """The native dataset of ``source`` at ``out``: the one already there when its manifest
-    says it came from the same files (sizes and hashes) the same way, else a new ingest
-    (replacing an earlier ingest or generated dataset at ``out``, nothing else)."""
+    """The dataset of ``source`` in the bucketed layout at ``out``: the one already there
+    when its manifest says it came from the same files (sizes and hashes) the same way, else
+    a new ingest of a foreign log, or a partition of a native dataset (replacing an earlier
+    one at ``out``, nothing else)."""
     start = time.perf_counter()
     wanted = fingerprint(source, config)
     manifest = _read_manifest(out)
@@ -149,6 +150,13 @@ def ingested(
             "Hint: move it, or pass another --out"
         )
     replace = IngestConfig(config.on_bad_rows, config.buckets, overwrite=True)
+    if source.native:  # a native dataset by user range, laid out in buckets for a cluster
+        from engine.io.partition import PartitionConfig, partition_stage
+
+        buckets = _bucket_count(source, config)
+        layout = PartitionConfig(buckets, config.on_bad_rows, out.parent / QUARANTINE_DIR, True)
+        manifest, _ = partition_stage(source.load(), out, layout, wanted)
+        return IngestResult(out, manifest, False, time.perf_counter() - start)
     return ingest(source, out, replace, on_progress, wanted)
 
 

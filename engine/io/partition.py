@@ -78,15 +78,25 @@ def partition_dataset(
 
 
 def partition_stage(
-    dataset: Dataset, out_dir: str | Path, config: PartitionConfig
+    dataset: Dataset,
+    out_dir: str | Path,
+    config: PartitionConfig,
+    source_record: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], ValidationReport]:
     """Write ``dataset`` to ``out_dir`` in the bucketed layout; the folder appears only when
-    complete. Returns the manifest written and the validation report."""
+    complete. ``source_record`` goes to the manifest's "source" (default: the path).
+    Returns the manifest written and the validation report."""
     target = Path(out_dir)
     if dataset.source.resolve() == target.resolve():
         raise ConfigError(f"{target}: write the partitioned copy to a new folder")
     with atomic_dir(target, overwrite=config.overwrite) as staging:
-        return _write(dataset, staging, config.buckets, config.on_bad_rows, config.quarantine_dir)
+        manifest, report = _write(
+            dataset, staging, config.buckets, config.on_bad_rows, config.quarantine_dir
+        )
+        if source_record is not None:
+            manifest["source"] = source_record
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        return manifest, report
 
 
 def _write(
