@@ -52,7 +52,7 @@ from engine.schema import (
 from engine.validation import Policy, parse_policy
 
 GENERATOR = "ecomscale.ingest"
-INGEST_VERSION = 1  # bump when the same source would ingest differently
+INGEST_VERSION = 2  # bump when the same source would ingest differently
 PART_ROWS = 2_000_000  # rows per bucket: what one bucket's sort holds in memory
 CSV_BYTES_PER_ROW = 100  # for the row estimate before reading (REES46: ~110)
 
