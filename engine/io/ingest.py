@@ -22,6 +22,7 @@ import math
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -140,10 +141,12 @@ def ingested(
     a new ingest of a foreign log, or a partition of a native dataset (replacing an earlier
     one at ``out``, nothing else)."""
     start = time.perf_counter()
-    wanted = fingerprint(source, config)
     manifest = _read_manifest(out)
-    if manifest is not None and manifest.get("source") == wanted:
-        return IngestResult(out, manifest, True, time.perf_counter() - start)
+    wanted = None  # hashed while ingesting, unless the sizes say it may be the same source
+    if manifest is not None and _same_sizes(manifest, source):
+        wanted = fingerprint(source, config)
+        if manifest.get("source") == wanted:
+            return IngestResult(out, manifest, True, time.perf_counter() - start)
     if out.exists() and manifest is None:
         raise DatasetIOError(
             f"{out}: exists and is not an ecomscale dataset; ingest will not replace it. "
@@ -155,9 +158,22 @@ def ingested(
 
         buckets = _bucket_count(source, config)
         layout = PartitionConfig(buckets, config.on_bad_rows, out.parent / QUARANTINE_DIR, True)
-        manifest, _ = partition_stage(source.load(), out, layout, wanted)
+        record = wanted or fingerprint(source, config)
+        manifest, _ = partition_stage(source.load(), out, layout, record)
         return IngestResult(out, manifest, False, time.perf_counter() - start)
     return ingest(source, out, replace, on_progress, wanted)
+
+
+def _same_sizes(manifest: dict[str, Any], source: DataSource) -> bool:
+    """Whether the manifest's source files are the source's files, at the same sizes (the
+    cheap half of the reuse check)."""
+    files, _ = source.files()
+    extras = [*source.item_properties, *([source.category_tree] if source.category_tree else [])]
+    now = [(str(f.resolve()), f.stat().st_size) for f in [*files, *extras]]
+    recorded = manifest.get("source", {})
+    if not isinstance(recorded, dict):
+        return False
+    return now == [(f.get("path"), f.get("bytes")) for f in recorded.get("files", [])]
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -188,7 +204,11 @@ def ingest(
     target = Path(out)
     if source.native:
         raise ConfigError(f"{source.path}: already an ecomscale dataset; nothing to ingest")
-    wanted = source_fingerprint or fingerprint(source, config)
+    hashing = None
+    if source_fingerprint is None:  # hashlib releases the GIL: hash while Polars reads
+        pool = ThreadPoolExecutor(1)
+        hashing = pool.submit(fingerprint, source, config)
+        pool.shutdown(wait=False)
     events, preset = normalized_events(source)
     n_buckets = _bucket_count(source, config)
     report = lambda phase, done, total: on_progress and on_progress(phase, done, total)  # noqa: E731
@@ -216,7 +236,7 @@ def ingest(
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "generator": GENERATOR,
-            "source": wanted,
+            "source": source_fingerprint if hashing is None else hashing.result(),
             "layout": {"buckets": n_buckets},
             "counts": {
                 "events": validation.rows_out,

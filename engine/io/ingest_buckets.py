@@ -97,12 +97,14 @@ _NO_PRICES = pl.DataFrame(schema={"product_id": pl.UInt32, "price": pl.Float32, 
 
 
 def _sort_key() -> list[pl.Expr]:
-    """(user_id, ts, event type, product_id, price, then the strings): every column, so that
-    the source's row order never matters; the event type as its contract code first,
-    because sorting on numbers is several times faster than on strings."""
+    """(user_id, ts, event type, product_id, price, then the event type's text): every
+    contract column, so that the source's row order never changes an event's place; rows
+    equal in all of them are the same event (only the file they came from, in a quarantine
+    file, may follow the input order). The event type as its contract code first: sorting
+    on numbers is several times faster than on strings."""
     code = pl.col("event_type").replace_strict(
         {name: i for i, name in enumerate(EVENT_TYPES)}, default=len(EVENT_TYPES),
         return_dtype=pl.UInt8,
     )  # fmt: skip
-    return [pl.col("user_id"), pl.col("ts"), code, *(pl.col(c) for c in SORT_KEY[3:]),
-            pl.col("event_type"), pl.col("_file").cast(pl.String)]  # fmt: skip
+    return [pl.col("user_id"), pl.col("ts"), code, *(pl.col(c) for c in REQUIRED[3:]),
+            pl.col("event_type")]  # fmt: skip
