@@ -10,9 +10,8 @@ the foreign run at most 1.5x the native one in time and peak RSS) are reported b
 
 from __future__ import annotations
 
+import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import pytest
 
 from benchmarks.conftest import Profile, best_of
 from benchmarks.foreign_logs import write_rees46
-from benchmarks.scaling import RUNNER
+from benchmarks.scaling import run_stage
 from engine.io.dataset import DataSource
 from engine.io.ingest import IngestConfig, ingest
 
@@ -79,20 +78,17 @@ def test_ingest_vs_duckdb_copy(
     assert ratio >= GUARD_INGEST_VS_DUCKDB
 
 
-def _cli_run(args: list[str]) -> tuple[float, float, str]:
-    """``ecomscale`` in a fresh process: wall seconds, peak RSS (MB) and its stdout/stderr."""
-    proc = subprocess.run(
-        [sys.executable, "-c", RUNNER, *args], capture_output=True, text=True, check=True
-    )
-    marker = next(line for line in proc.stderr.splitlines() if line.startswith("@@ "))
-    seconds, peak = (float(x) for x in marker.split()[1:])
-    return seconds, peak, proc.stdout + proc.stderr
+def _cli_run(args: list[str]) -> tuple[float, float]:
+    """``ecomscale`` in a fresh process (``scaling.run_stage``): wall seconds, peak RSS MB."""
+    stage = run_stage(args, dict(os.environ))
+    assert stage["ok"], stage["tail"]
+    return stage["seconds"], stage["peak_rss_mb"]
 
 
 def test_run_on_the_csv_vs_the_native_dataset(
     benchmark: Any, dataset: Path, csv_log: Path, tmp_path: Path
 ) -> None:
-    def foreign() -> tuple[float, float, str]:
+    def foreign() -> tuple[float, float]:
         shutil.rmtree(tmp_path / "foreign", ignore_errors=True)  # ingestion every time
         return _cli_run(
             ["run", str(csv_log), "--preset", "rees46", "--out", str(tmp_path / "foreign")]

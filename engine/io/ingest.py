@@ -101,11 +101,17 @@ def _digest(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def _all_files(source: DataSource) -> list[Path]:
+    """Every file the source reads: the log's, then RetailRocket's item files."""
+    files, _ = source.files()
+    tree = [source.category_tree] if source.category_tree else []
+    return [*files, *source.item_properties, *tree]
+
+
 def fingerprint(source: DataSource, config: IngestConfig) -> dict[str, Any]:
     """What decides the ingested dataset: every source file's size and hash, the mapping
     and the validation policy (compared with the manifest to reuse an ingest)."""
-    files, fmt = source.files()
-    extras = [*source.item_properties, *([source.category_tree] if source.category_tree else [])]
+    _, fmt = source.files()
     return {
         "path": str(source.path.resolve()),
         "format": fmt,
@@ -113,7 +119,7 @@ def fingerprint(source: DataSource, config: IngestConfig) -> dict[str, Any]:
         "columns": dict(sorted(source.columns.items())),
         "files": [
             {"path": str(f.resolve()), "bytes": f.stat().st_size, "sha256": _digest(f)}
-            for f in [*files, *extras]
+            for f in _all_files(source)
         ],
         "on_bad_rows": config.on_bad_rows,
         "buckets": config.buckets,
@@ -167,9 +173,7 @@ def ingested(
 def _same_sizes(manifest: dict[str, Any], source: DataSource) -> bool:
     """Whether the manifest's source files are the source's files, at the same sizes (the
     cheap half of the reuse check)."""
-    files, _ = source.files()
-    extras = [*source.item_properties, *([source.category_tree] if source.category_tree else [])]
-    now = [(str(f.resolve()), f.stat().st_size) for f in [*files, *extras]]
+    now = [(str(f.resolve()), f.stat().st_size) for f in _all_files(source)]
     recorded = manifest.get("source", {})
     if not isinstance(recorded, dict):
         return False
@@ -218,12 +222,12 @@ def ingest(
             scattered = _scatter(events, Path(scratch_dir), n_buckets)
             report("read", 1, 1)
             products = None
-            if _needs_ids(scattered.stats, "product_id"):
+            if _needs_ids(_bounds(scattered.stats, "product_id")):
                 keys = dense_keys(scattered.stats.select("product_id"), "product_id")
                 products = keys.collect()
                 _write_keys(products, root / PRODUCT_KEYS_FILE)
             written = write_buckets(
-                scattered.buckets, root, n_buckets, _needs_ids(scattered.bounds, "user_id"),
+                scattered.buckets, root, n_buckets, _needs_ids(scattered.bounds),
                 products, config.on_bad_rows, preset.drop_exact_duplicates, report,
             )  # fmt: skip
             catalogue = _catalogue(
@@ -286,9 +290,7 @@ def _scatter(events: pl.LazyFrame, scratch: Path, n_buckets: int) -> Scattered:
             lazy=True,
         ),
         product_stats(events).sink_parquet(scratch / "stats.parquet", lazy=True),
-        events.select(key.min().alias("low"), key.max().alias("high")).sink_parquet(
-            scratch / "bounds.parquet", lazy=True
-        ),
+        _bounds(events, "user_id").sink_parquet(scratch / "bounds.parquet", lazy=True),
     ]
     pl.collect_all(sinks, engine="streaming")  # the scan is shared: the source is read once
     folders = {int(p.name.partition("=")[2]): p for p in (scratch / "rows").iterdir()}
@@ -299,22 +301,16 @@ def _scatter(events: pl.LazyFrame, scratch: Path, n_buckets: int) -> Scattered:
     )
 
 
-def _needs_ids(table: pl.LazyFrame, name: str) -> bool:
-    """Whether keys need ids: strings, or numbers outside u32 (``name``: the key column,
-    or "user_id" for the bounds table)."""
-    schema = table.collect_schema()
-    if name == "user_id" and "low" in schema:
-        if not schema["low"].is_integer():
-            return True
-        low, high = table.collect().row(0)
-    else:
-        if not schema[name].is_integer():
-            return True
-        low, high = (
-            table.select(pl.col(name).min().alias("low"), pl.col(name).max().alias("high"))
-            .collect()
-            .row(0)
-        )
+def _bounds(frame: pl.LazyFrame, name: str) -> pl.LazyFrame:
+    """The smallest and largest key of column ``name`` (``low``, ``high``)."""
+    return frame.select(pl.col(name).min().alias("low"), pl.col(name).max().alias("high"))
+
+
+def _needs_ids(bounds: pl.LazyFrame) -> bool:
+    """Whether keys with these ``_bounds`` need ids: strings, or numbers outside u32."""
+    if not bounds.collect_schema()["low"].is_integer():
+        return True
+    low, high = bounds.collect().row(0)
     return low is not None and (low < 0 or high >= 1 << 32)
 
 

@@ -63,7 +63,7 @@ def write_buckets(
             rows = rows.with_columns(pl.col("product_id").cast(pl.UInt32))
         else:
             rows = with_dense_id(rows.lazy(), products, "product_id", keep_order=False).collect()
-        rows = rows.select(SORT_KEY).sort(_sort_key())  # (nulls_last costs three times)
+        rows = rows.select(SORT_KEY).sort(_sort_key())  # nulls first: nulls_last sorts slower
         if drop_exact_duplicates:  # sorted: a repeat follows its original
             repeat = pl.all_horizontal(pl.col(c).eq_missing(pl.col(c).shift(1)) for c in REQUIRED)
             before = rows.height
@@ -100,8 +100,8 @@ def _sort_key() -> list[pl.Expr]:
     """(user_id, ts, event type, product_id, price, then the event type's text): every
     contract column, so that the source's row order never changes an event's place; rows
     equal in all of them are the same event (only the file they came from, in a quarantine
-    file, may follow the input order). The event type as its contract code first: sorting
-    on numbers is several times faster than on strings."""
+    file, may follow the input order). The event type as its contract code first, because
+    numbers sort far more cheaply than strings."""
     code = pl.col("event_type").replace_strict(
         {name: i for i, name in enumerate(EVENT_TYPES)}, default=len(EVENT_TYPES),
         return_dtype=pl.UInt8,
