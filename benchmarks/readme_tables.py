@@ -279,7 +279,67 @@ def render_foreign(results: Path) -> str:
     return text
 
 
+def render_generator(results: Path) -> str:
+    """Realism of the default dataset (``python -m benchmarks.realism``) and the speed against
+    the previous generator (``python -m benchmarks.generator_versions``)."""
+    r = json.loads((results / "realism.json").read_text())
+    pct = lambda key: f"{r[key]:.1%}"  # noqa: E731
+    rows = [
+        ["events per user (30 days)", f"{r['events_per_user']:.1f}", "REES46 Oct 2019: ~14"],
+        [
+            "views / carts / removes / purchases",
+            " / ".join(pct(k) for k in ("view", "add_to_cart", "remove_from_cart", "purchase")),
+            "REES46 ~96 / 2.4 / - / 1.6; RetailRocket 96.7 / 2.5 / - / 0.8",
+        ],
+        [
+            "events per session, median / mean",
+            f"{r['session_events_median']:g} / {r['session_events_mean']:.1f}",
+            "GA4 sample: 2 / 4-5",
+        ],
+        ["sessions with a purchase", pct("buying_sessions"), "GA4 sample: 1.5-3%"],
+        [
+            "users who buy / buyers who buy again",
+            f"{pct('buyers')} / {pct('repeat_buyers')}",
+            "REES46: ~7% buy",
+        ],
+        ["users first seen in the window (new)", pct("new_users"), "config new_users = 0.5"],
+        [
+            "users inactive by the window's end (dropout or lapse)",
+            pct("inactive_at_end"),
+            "truth/purchase_process",
+        ],
+        [
+            "consecutive views in one collection (chance)",
+            f"{pct('same_collection_views')} ({r['same_collection_chance']:.2%})",
+            "truth/collections",
+        ],
+    ]
+    text = f"Default config, {r['users']:,} users:\n\n" + _table(
+        ["measure", "ours", "public reference"], rows
+    )
+    versions = results / "generator.json"
+    if versions.exists():
+        study = json.loads(versions.read_text())
+        vrows = [
+            [
+                row["config"],
+                f"{row['previous']['events_per_s'] / 1e6:.2f} M/s ({row['previous']['events'] / row['users']:.1f} per user)",
+                f"{row['current']['events_per_s'] / 1e6:.2f} M/s ({row['current']['events'] / row['users']:.1f} per user)",
+                f"{row['ratio']:.2f}",
+                f"{row['current']['rss_mb']:.0f} MB",
+            ]
+            for row in study["rows"]
+        ]
+        text += (
+            f"\nOne worker, {study['rows'][0]['users']:,} users, against version 2 "
+            f"(`{study['previous_rev']}`) in the same run:\n\n"
+            + _table(["config", "version 2", "version 3", "ratio", "worker peak RSS"], vrows)
+        )
+    return text
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
+    "generator": render_generator,
     "foreign": render_foreign,
     "segments": render_segments,
     "ci": render_ci,

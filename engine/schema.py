@@ -55,12 +55,41 @@ PRODUCTS_SCHEMA = pl.Schema(
 
 PERSONAS_SCHEMA = pl.Schema({"user_id": pl.UInt32, "persona": pl.String})
 
+# Planted truths of a generated dataset (synth); never an input to any analysis.
+# Per user: the latent purchase process (rate per day, dropout probability after each repeat
+# purchase, mean spend per order), when the user arrived (null for returning users) and became
+# inactive (null if active at the window's end), and the purchases expected in the 30 days
+# after the window under the truth.
+PURCHASE_PROCESS_SCHEMA = pl.Schema(
+    {
+        "user_id": pl.UInt32(),
+        "arrived_ts": TS,
+        "purchase_rate": pl.Float64(),
+        "dropout": pl.Float64(),
+        "mean_spend": pl.Float64(),
+        "inactive_ts": TS,
+        "expected_purchases_30d": pl.Float64(),
+    }
+)
+COLLECTIONS_SCHEMA = pl.Schema({"product_id": pl.UInt32(), "collection_id": pl.UInt32()})
+EXPERIMENTS_SCHEMA = pl.Schema(
+    {
+        "user_id": pl.UInt32(),
+        "experiment": pl.String(),
+        "variant": pl.String(),
+        "assigned_ts": TS,
+    }
+)
+
 # Layout of a dataset folder.
 MANIFEST = "manifest.json"
 USERS_FILE = "users.parquet"
 PRODUCTS_FILE = "products.parquet"
 EVENTS_DIR = "events"
 PERSONAS_FILE = "truth/personas.parquet"
+PURCHASE_PROCESS_FILE = "truth/purchase_process.parquet"
+COLLECTIONS_FILE = "truth/collections.parquet"
+EXPERIMENTS_FILE = "truth/experiments.parquet"
 # Written by ingest: dense user_id / product_id -> the source's own key (integer or string).
 USER_KEYS_FILE = "keys/users.parquet"
 PRODUCT_KEYS_FILE = "keys/products.parquet"

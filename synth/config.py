@@ -39,34 +39,104 @@ PERSONAS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class PersonaSpec:
-    """How one planted persona behaves (rates are per 30 days)."""
+    """How one planted persona behaves.
+
+    Purchases follow the BG/NBD process (Fader, Hardie & Lee 2005) per user: with chance
+    ``first_purchase`` the user makes a first purchase (at one of their sessions, drawn at
+    random); after it, purchases come at rate lambda ~ Gamma(shape r, rate alpha) per day, and
+    after each repeat purchase the user drops out with probability p ~ Beta(a, b). Personas
+    without a ``purchase_rate`` make at most that one purchase. Spend per order follows the
+    Gamma-Gamma model (Fader, Hardie & Lee 2005b): z ~ Gamma(shape p, rate nu),
+    nu ~ Gamma(shape q, rate gamma).
+    """
 
     share: float  # share of users
     sessions: float  # mean sessions per 30 days before the heavy-tailed activity factor
     session_len_median: float  # median events per session
-    purchase_session_prob: float  # chance that a session ends in a purchase
     browse_cart_prob: float  # chance that a view is followed by an add_to_cart (no purchase)
-    active_fraction: float = 1.0  # lapsed users are active only early in the window
-    exactly_one_purchase: bool = False
+    purchase_rate: tuple[float, float] | None = None  # (r, alpha): lambda ~ Gamma(r, alpha)
+    dropout: tuple[float, float] = (1.0, 1.0)  # (a, b): p ~ Beta(a, b)
+    spend: tuple[float, float, float] = (4.0, 5.0, 100.0)  # Gamma-Gamma (p, q, gamma)
+    mean_active_days: float | None = None  # lapsing users stop after Exponential(this) days
+    first_purchase: float = 0.0  # chance of a first purchase (at a session drawn at random)
     bargain: bool = False  # picks cheap products and buys on promotion
-    favourite_categories: tuple[int, ...] = ()
+    leaning: tuple[int, ...] = ()  # categories the persona's taste leans to (see separation)
 
 
 def _default_personas() -> dict[str, PersonaSpec]:
     return {
-        "casual_browser": PersonaSpec(0.65, 1.6, 2.0, 0.0, 0.008, favourite_categories=(0,)),
+        "casual_browser": PersonaSpec(0.65, 1.6, 2.0, 0.008, leaning=(0, 1, 8)),
         "lapsed": PersonaSpec(
-            0.15, 2.5, 2.0, 0.02, 0.015, active_fraction=0.3, favourite_categories=(1,)
+            0.15,
+            4.0,
+            2.0,
+            0.015,
+            purchase_rate=(0.5, 40.0),
+            first_purchase=0.15,
+            dropout=(1.0, 3.0),
+            mean_active_days=7.0,
+            leaning=(1, 6, 9),
         ),
-        "window_shopper": PersonaSpec(0.10, 11.0, 2.5, 0.0, 0.035, favourite_categories=(2,)),
+        "window_shopper": PersonaSpec(0.10, 11.0, 2.5, 0.035, leaning=(2, 0, 4)),
         "one_time_buyer": PersonaSpec(
-            0.04, 3.0, 2.0, 0.0, 0.02, exactly_one_purchase=True, favourite_categories=(4,)
+            0.04, 3.0, 2.0, 0.02, first_purchase=0.75, leaning=(4, 5, 11)
         ),
         "bargain_hunter": PersonaSpec(
-            0.03, 6.0, 2.0, 0.20, 0.04, bargain=True, favourite_categories=(8,)
+            0.03,
+            6.0,
+            2.0,
+            0.04,
+            purchase_rate=(1.5, 30.0),
+            first_purchase=0.9,
+            dropout=(1.5, 6.0),
+            spend=(4.0, 5.0, 40.0),
+            bargain=True,
+            leaning=(8, 1, 7),
         ),
-        "loyal_buyer": PersonaSpec(0.03, 10.0, 2.0, 0.33, 0.02, favourite_categories=(6,)),
+        "loyal_buyer": PersonaSpec(
+            0.03,
+            10.0,
+            2.0,
+            0.02,
+            purchase_rate=(2.0, 15.0),
+            first_purchase=0.9,
+            dropout=(1.0, 8.0),
+            leaning=(6, 3, 10),
+        ),
     }
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    """A planted randomised experiment.
+
+    From ``start_day`` on, each user is assigned at their first session (with probability
+    ``split`` to the treatment); from that session on, a treated customer's chance that a
+    session ends in a (repeat) purchase is multiplied by (1 + lift); first purchases are not
+    moved (synth.process). The true effect: on sessions after both the assignment and the
+    user's first purchase, the purchase rate of the treatment is 1 + lift times the control's.
+    """
+
+    name: str
+    lift: float
+    split: float = 0.5
+    start_day: int = 0
+
+    @staticmethod
+    def parse(text: str) -> ExperimentSpec:
+        """``NAME:LIFT[:SPLIT[:START_DAY]]``, for example ``checkout:0.1`` or ``aa:0:0.5:7``."""
+        parts = text.split(":")
+        try:
+            if not 2 <= len(parts) <= 4 or not parts[0]:
+                raise ValueError
+            split = float(parts[2]) if len(parts) > 2 else 0.5
+            start = int(parts[3]) if len(parts) > 3 else 0
+            return ExperimentSpec(parts[0], float(parts[1]), split, start)
+        except ValueError:
+            raise ConfigError(
+                f"experiment {text!r}: expected NAME:LIFT[:SPLIT[:START_DAY]], "
+                "for example checkout:0.1 or aa:0:0.5:7"
+            ) from None
 
 
 # name, median price, share of the catalogue
@@ -96,8 +166,18 @@ class SynthConfig:
         seed: root seed; every random stream is derived from it.
         products: number of products in the catalogue.
         start: first day of the window (UTC midnight).
-        separation: 0..1, how much each persona's category taste leans to its own
-            favourite categories (0: everyone shares the market mix).
+        separation: 0..1, how much a persona's taste leans to its ``leaning`` categories: its
+            prior is (1 - separation) x market mix + separation x the leaning (0: every
+            persona's prior is the market mix). Users draw their own favourites from it
+            (synth.users), so a persona's users do not share one top category.
+        taste_focus: share of a user's category draws that go to their one to three
+            favourite categories (the rest follow the persona's prior).
+        new_users: share of users whose first visit falls inside the window (on a day drawn
+            by the weekly cycle, uniform over the window); the rest are returning users,
+            active from the window's start.
+        collection_stickiness: chance that a view after a session's first event shows a
+            product of the session's collection (truth/collections.parquet).
+        experiments: planted randomised experiments (ExperimentSpec).
         weekly_amplitude: 0..1, relative swing of the weekday cycle (peak on Sunday).
         diurnal_peak_to_trough: ratio of the busiest to the quietest hour (>= 1).
         session_len_sigma: log-scale spread of session lengths.
@@ -120,7 +200,11 @@ class SynthConfig:
     seed: int = 42
     products: int = 20_000
     start: dt.date = dt.date(2026, 10, 1)
-    separation: float = 0.9
+    separation: float = 0.3
+    taste_focus: float = 0.6
+    new_users: float = 0.5
+    collection_stickiness: float = 0.5
+    experiments: tuple[ExperimentSpec, ...] = ()
     weekly_amplitude: float = 0.15
     diurnal_peak_to_trough: float = 8.0
     session_len_sigma: float = 1.1
@@ -174,6 +258,23 @@ class SynthConfig:
             0 <= self.buckets <= MAX_BUCKETS,
             f"buckets must be in [0, {MAX_BUCKETS}] (0: no buckets), got {self.buckets}",
         )
+        need(
+            0.0 <= self.taste_focus <= 1.0, f"taste_focus must be in [0, 1], got {self.taste_focus}"
+        )
+        need(0.0 <= self.new_users <= 1.0, f"new_users must be in [0, 1], got {self.new_users}")
+        need(
+            0.0 <= self.collection_stickiness < 1.0,
+            f"collection_stickiness must be in [0, 1), got {self.collection_stickiness}",
+        )
+        names = [e.name for e in self.experiments]
+        need(len(set(names)) == len(names), f"experiment names must be unique, got {names}")
+        for e in self.experiments:
+            need(-1.0 < e.lift <= 1.0, f"experiment {e.name}: lift must be in (-1, 1]")
+            need(0.0 < e.split < 1.0, f"experiment {e.name}: split must be in (0, 1)")
+            need(
+                0 <= e.start_day < self.days,
+                f"experiment {e.name}: start day must be in [0, {self.days}), got {e.start_day}",
+            )
         need(set(self.personas) == set(PERSONAS), f"personas must be exactly {PERSONAS}")
         total = sum(p.share for p in self.personas.values())
         need(abs(total - 1.0) < 1e-9, f"persona shares must sum to 1, got {total}")

@@ -17,12 +17,15 @@ import pyarrow as pa
 from engine.exceptions import ConfigError
 from engine.io.atomic import atomic_dir
 from engine.schema import (
+    COLLECTIONS_FILE,
     EVENT_TYPES,
     EVENTS_DIR,
     EVENTS_SCHEMA,
+    EXPERIMENTS_FILE,
     MANIFEST,
     PERSONAS_FILE,
     PRODUCTS_FILE,
+    PURCHASE_PROCESS_FILE,
     SCHEMA_VERSION,
     USERS_FILE,
     arrow_schema,
@@ -34,7 +37,7 @@ from synth.events import behaviour, events_block
 from synth.users import users_block
 from synth.writer import BucketedWriter, RowGroupWriter, iter_files, sha256_file, write_table
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 _DIRTY_EVENT_TYPE = pa.dictionary(pa.int8(), pa.large_string())
 
 
@@ -46,7 +49,7 @@ class PartResult:
     events: int
     event_counts: dict[str, int]
     users: pa.Table
-    truth: pa.Table
+    truth: dict[str, pa.Table]  # truth file -> the part's rows
     dirty_counts: dict[str, int] = field(default_factory=dict)
     peak_rss_mb: float = 0.0  # of the process that wrote the part (not in the manifest)
     file_hashes: dict[str, str] = field(default_factory=dict)  # sha256 of the part's files
@@ -106,14 +109,22 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
     )
     type_counts = np.zeros(len(EVENT_TYPES) + 1, dtype=np.int64)
     dirty_counts: dict[str, int] = dict.fromkeys(dirty.EVENT_KINDS, 0)
-    users, truth, events = [], [], 0
+    users, events = [], 0
+    truth: dict[str, list[pa.Table]] = {PERSONAS_FILE: [], PURCHASE_PROCESS_FILE: []}
+    if config.experiments:
+        truth[EXPERIMENTS_FILE] = []
     for chunk_start in range(first_block, last_block, blocks_per_chunk):
         tables = []
         for block in range(chunk_start, min(chunk_start + blocks_per_chunk, last_block)):
-            persona, users_tbl, truth_tbl = users_block(config, block)
+            draws, users_tbl, personas_tbl = users_block(config, block, model.category_at)
             users.append(users_tbl)
-            truth.append(truth_tbl)
-            cols = events_block(config, catalogue, model, block, block * RNG_BLOCK_USERS, persona)
+            cols, process_tbl, experiments_tbl = events_block(
+                config, catalogue, model, block, block * RNG_BLOCK_USERS, draws
+            )
+            truth[PERSONAS_FILE].append(personas_tbl)
+            truth[PURCHASE_PROCESS_FILE].append(process_tbl)
+            if config.experiments:
+                truth[EXPERIMENTS_FILE] += experiments_tbl
             null_price = None
             if dirty_run:
                 rng = np.random.default_rng([config.seed, STREAM_DIRTY, block])
@@ -137,7 +148,7 @@ def _generate_part(config: SynthConfig, part: int, events_dir: Path) -> PartResu
             if c or name in EVENT_TYPES
         },
         users=pa.concat_tables(users),
-        truth=pa.concat_tables(truth),
+        truth={name: pa.concat_tables(tables) for name, tables in truth.items()},
         dirty_counts=dirty_counts if dirty_run else {},
         peak_rss_mb=peak_rss_mb(),
         file_hashes=hashes,
@@ -206,11 +217,11 @@ def _generate_into(
     tables: dict[str, RowGroupWriter] = {}
 
     def done(result: PartResult) -> None:
-        for name, rows in ((USERS_FILE, result.users), (PERSONAS_FILE, result.truth)):
+        for name, rows in ((USERS_FILE, result.users), *result.truth.items()):
             if name not in tables:
                 tables[name] = RowGroupWriter(root / name, rows.schema, config.row_group_rows)
             tables[name].write(rows)
-        result.users, result.truth = result.users.slice(0, 0), result.truth.slice(0, 0)
+        result.users, result.truth = result.users.slice(0, 0), {}
         results.append(result)  # counts only: the rows are written, not kept
         if on_part is not None:
             on_part(result, n_parts)
@@ -227,7 +238,9 @@ def _generate_into(
     for writer in tables.values():
         writer.close()
 
-    products = build_catalogue(config).table
+    catalogue = build_catalogue(config)
+    write_table(catalogue.collections, root / COLLECTIONS_FILE, config.row_group_rows)
+    products = catalogue.table
     dirty_counts: dict[str, int] = {}
     if config.dirty > 0:
         rng = np.random.default_rng([config.seed, STREAM_DIRTY, 2**31])
@@ -255,6 +268,16 @@ def _generate_into(
         },
         "layout": {"buckets": config.buckets},
         "dirty": dirty_counts,
+        "experiments": [
+            {
+                "name": e.name,
+                "lift": e.lift,
+                "split": e.split,
+                "start_day": e.start_day,
+                "true_effect": {"customer_purchase_session_rate_ratio": 1.0 + e.lift},
+            }
+            for e in config.experiments
+        ],
         "files": _file_hashes(root, results),
     }
     (root / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

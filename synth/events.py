@@ -2,159 +2,96 @@
 
 Everything is vectorised over the block (assumes a validated config). The model:
 
-* sessions per user: 1 + Poisson(persona rate x days/30 x lognormal activity), so activity
-  is heavy-tailed;
-* session start: weekday-weighted day (lapsed users only early in the window), hour from a
-  diurnal cycle with the configured peak-to-trough ratio; sessions of a user are pushed apart
-  so that more than 30 minutes separate them (the session timeout holds);
+* sessions per user: 1 + Poisson(rate x active days - 1), the rate from the persona times a
+  lognormal activity factor (heavy-tailed; synth.process raises it for heavy buyers); a user
+  is active from their arrival (new users' first session falls on that day) to their lapse or
+  dropout (synth.process);
+* session start: weekday-weighted day inside the user's active days, hour from a diurnal
+  cycle with the configured peak-to-trough ratio; sessions of a user are pushed apart so
+  that more than 30 minutes separate them (the session timeout holds);
 * session length: discretised lognormal (median ~2, mean ~4); gaps inside a session:
   lognormal with the configured median, capped below the timeout;
-* a session ends in a purchase with the persona's probability: its tail is
-  [view p1, cart p1, ..., view pm, cart pm, purchase p1, ..., purchase pm];
+* whether a session ends in a purchase comes from the latent process (synth.process); a
+  buying session's tail is [view p1, cart p1, ..., view pm, cart pm, purchase p1, ..., pm];
+  its order value z (Gamma-Gamma) is split over its items at random, each item is the product
+  of its category whose base price is nearest its share, and the checkout prices are the
+  base prices scaled so the order totals z;
 * other views turn into add_to_cart of the product just viewed with the persona's
   browse-cart probability, and a cart is often followed by its remove_from_cart;
-* categories: mostly the session's category, drawn from the persona's taste; product rank
-  inside a category is log-uniform (Zipf slope -1); bargain hunters favour the cheapest.
+* categories: mostly the session's category, drawn from the user's own taste (synth.users);
+  product rank inside a category is log-uniform (Zipf slope -1); bargain hunters favour the
+  cheapest;
+* collections: each view after a session's first event (outside a buying session's tail)
+  shows, with the configured stickiness, a uniformly drawn product of the session's
+  collection: the collection of the
+  first event's product, or in a buying session of its first purchased item.
 
-Per-event draws are the cost of generation, so the per-event ones use 16-bit uniforms
-(half the cost of float32 ones): Bernoulli trials compare them with a threshold, and
-categories and in-session gaps are read from 65,536-entry inverse-CDF tables (a standard
-normal draw costs several uniform ones). Each probability is then exact to 1/65,536.
+Per-event draws use 16-bit uniforms and inverse-CDF tables (synth.draws).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 
 from engine.schema import ADD_TO_CART, PURCHASE, REMOVE_FROM_CART, VIEW
-from synth.catalogue import STREAM_EVENTS, Catalogue
-from synth.config import CATEGORIES, PERSONAS, SynthConfig
-from synth.users import US_PER_DAY, epoch_us
+from synth.catalogue import (
+    STREAM_EVENTS,
+    STREAM_EXPERIMENTS,
+    STREAM_PROCESS,
+    Catalogue,
+    nearest_priced,
+)
+from synth.config import PERSONAS, SynthConfig
+from synth.draws import (
+    US_PER_S,
+    _bits16,
+    _cell_midpoints,
+    _day_cdf,
+    _gap_table,
+    _grid_searchsorted,
+    _hour_cdf,
+    _normal_quantiles,
+    _u16_threshold,
+    _uniform16,
+    _uniform32,
+)
+from synth.process import Latent, Walk, draw_latent, truth_tables, walk_sessions
+from synth.users import MAX_FAVOURITES, U16, US_PER_DAY, UserDraws, category_table, epoch_us
 
-US_PER_S = 1_000_000
 SESSION_TIMEOUT_US = 30 * 60 * US_PER_S
-MAX_GAP_S = 29 * 60.0
 REMOVE_AFTER_CART_PROB = 0.75
 SESSION_CATEGORY_STICKINESS = 0.7
-PEAK_HOUR = 20
-PEAK_WEEKDAY = 6  # Sunday
-GAP_SIGMA = 1.3  # log-scale spread of in-session gaps
-U16 = 1 << 16  # levels of a 16-bit uniform draw
+ITEM_SHARE_SHAPE = 2.0  # an order's items split its value by Gamma(this) weights
 
 
 def _persona_arrays(config: SynthConfig) -> dict[str, np.ndarray]:
     specs = [config.personas[p] for p in PERSONAS]
     return {
-        "sessions": np.array([s.sessions for s in specs]) * config.days / 30.0,
-        "len_median": np.array([s.session_len_median for s in specs]),
-        "buy_prob": np.array([s.purchase_session_prob for s in specs]),
+        "log_len_median": np.log([s.session_len_median for s in specs]),
         "cart_u16": _u16_threshold(np.array([s.browse_cart_prob for s in specs])),
-        "active": np.array([s.active_fraction for s in specs]),
-        "one_purchase": np.array([s.exactly_one_purchase for s in specs]),
         "bargain": np.array([s.bargain for s in specs]),
     }
 
 
-def category_taste(config: SynthConfig) -> np.ndarray:
-    """Array of shape (n_personas, n_categories): each persona's category distribution."""
-    market = np.array([share for _, _, share in CATEGORIES])
-    market = market / market.sum()
-    taste = np.empty((len(PERSONAS), len(CATEGORIES)))
-    for i, name in enumerate(PERSONAS):
-        favourite = np.zeros(len(CATEGORIES))
-        favourite[list(config.personas[name].favourite_categories)] = 1.0
-        favourite /= favourite.sum()
-        taste[i] = (1 - config.separation) * market + config.separation * favourite
-    return taste
-
-
-def _day_cdf(config: SynthConfig) -> np.ndarray:
-    weekday = (np.arange(config.days) + config.start.weekday()) % 7
-    weights = 1 + config.weekly_amplitude * np.cos(2 * np.pi * (weekday - PEAK_WEEKDAY) / 7)
-    return np.cumsum(weights) / weights.sum()
-
-
-def _hour_cdf(config: SynthConfig) -> np.ndarray:
-    ratio = config.diurnal_peak_to_trough
-    amplitude = (ratio - 1) / (ratio + 1)
-    weights = 1 + amplitude * np.cos(2 * np.pi * (np.arange(24) - PEAK_HOUR) / 24)
-    return np.cumsum(weights) / weights.sum()
-
-
-def _uniform32(rng: np.random.Generator, n: int) -> np.ndarray:
-    return rng.random(n, dtype=np.float32)
-
-
-def _uniform16(rng: np.random.Generator, n: int) -> np.ndarray:
-    """n draws of a uniform integer in [0, U16), as intp (ready to index a table)."""
-    return rng.integers(0, U16, size=n, dtype=np.uint16).astype(np.intp)
-
-
-def _u16_threshold(prob: np.ndarray | float) -> np.ndarray:
-    """``u < threshold`` for a 16-bit uniform ``u`` holds with probability ``prob``
-    (to 1/65,536)."""
-    return np.rint(np.asarray(prob) * U16).astype(np.int32)
-
-
-def _cell_midpoints() -> np.ndarray:
-    """Probabilities at the middle of the 65,536 cells of a 16-bit uniform: an inverse CDF
-    evaluated there is a table that turns a 16-bit uniform into the distribution's draw."""
-    return (np.arange(U16) + 0.5) / U16
-
-
-@functools.cache
-def _normal_quantiles() -> np.ndarray:
-    """Standard normal quantiles at the cell midpoints (once per process: 65,536 calls of
-    the stdlib's inv_cdf, halved by symmetry)."""
-    lower = _cell_midpoints()[: U16 // 2].tolist()
-    z = np.array([statistics.NormalDist().inv_cdf(q) for q in lower])
-    return np.concatenate([z, -z[::-1]])
-
-
-def _gap_table(config: SynthConfig) -> np.ndarray:
-    """In-session gaps in microseconds (int64): lognormal quantiles, capped below the timeout."""
-    gap_s = np.exp(np.log(config.gap_median_s) + GAP_SIGMA * _normal_quantiles())
-    return (np.clip(gap_s, 1.0, MAX_GAP_S) * US_PER_S).astype(np.int64)
-
-
-def _category_table(config: SynthConfig) -> np.ndarray:
-    """Flat intp table: entry ``persona * U16 + u`` is a category drawn from the persona's
-    taste by the 16-bit uniform ``u``."""
-    cdf = np.cumsum(category_taste(config), axis=1)
-    last = len(CATEGORIES) - 1
-    rows = [np.searchsorted(c, _cell_midpoints(), side="right") for c in cdf]
-    return np.minimum(np.concatenate(rows), last).astype(np.intp)
-
-
-def _grid_searchsorted(
-    edges: np.ndarray, lo: float, hi: float, cells: int = 4096
-) -> Callable[[np.ndarray], np.ndarray]:
-    """``np.searchsorted(edges, q, side="right")`` for q in [lo, hi), exactly, but faster.
-
-    A grid of ``cells`` cells over [lo, hi) knows the answer at every grid point; a query
-    whose neighbouring cells agree takes it from there (two gathers, no branchy binary
-    search), and only queries near an edge (a few percent) fall back to searchsorted.
-    """
-    grid = lo + (hi - lo) * np.arange(-1, cells + 3) / cells  # one spare cell each side
-    at = np.searchsorted(edges, grid, side="right")
-    scale = cells / (hi - lo)
-
-    def lookup(q: np.ndarray) -> np.ndarray:
-        cell = np.clip(((q - lo) * scale).astype(np.int64), 0, cells - 1)
-        # q lies in grid cell [cell, cell + 1] up to rounding; [cell - 1, cell + 2] is safe.
-        below, above = at[cell], at[cell + 3]
-        out = below.copy()
-        unsure = np.flatnonzero(below != above)
-        out[unsure] = np.searchsorted(edges, q[unsure], side="right")
-        return out
-
-    return lookup
+def _category_draw(
+    model: Behaviour,
+    users: UserDraws,
+    user: np.ndarray,
+    persona: np.ndarray,
+    focus_u16: np.ndarray,
+    prior_u16: np.ndarray,
+) -> np.ndarray:
+    """Categories drawn from the users' tastes (synth.users): a favourite when ``focus_u16``
+    falls below the focus threshold (which one: that same uniform, rescaled), else a draw
+    from the persona's prior by ``prior_u16``."""
+    focus = focus_u16 < model.focus_u16
+    which = (focus_u16 * users.n_favourites[user]) // max(model.focus_u16, 1)
+    favourite = users.favourites[user, np.minimum(which, MAX_FAVOURITES - 1)]
+    return np.where(focus, favourite, model.category_at[persona * U16 + prior_u16])
 
 
 def _segment_starts(lengths: np.ndarray) -> np.ndarray:
@@ -174,25 +111,96 @@ class Behaviour:
     """What the model derives from the config alone: built once per part, not per block."""
 
     personas: dict[str, np.ndarray]  # per-persona parameters, indexed by persona code
-    last_day_cdf: np.ndarray  # per persona: the day CDF at its last active day
+    day_cdf: np.ndarray  # (days + 1,) the weekly-cycle CDF before each day (_day_cdf)
     day_of: Callable[[np.ndarray], np.ndarray]  # uniform -> day index (weekly cycle)
-    hour_of: Callable[[np.ndarray], np.ndarray]  # uniform -> hour (diurnal cycle)
-    category_at: np.ndarray  # persona * U16 + 16-bit uniform -> category (_category_table)
+    hour_at: np.ndarray  # 16-bit uniform -> hour (diurnal cycle)
     gap_at: np.ndarray  # 16-bit uniform -> in-session gap in microseconds (_gap_table)
+    category_at: np.ndarray  # persona * U16 + 16-bit uniform -> category (prior)
+    focus_u16: int  # a 16-bit uniform below this picks a favourite category
 
 
 def behaviour(config: SynthConfig) -> Behaviour:
-    personas = _persona_arrays(config)
     day_cdf = _day_cdf(config)
-    active_days = np.ceil(personas["active"] * config.days).astype(np.int64) - 1
     return Behaviour(
-        personas=personas,
-        last_day_cdf=day_cdf[active_days],
-        day_of=_grid_searchsorted(day_cdf, 0.0, 1.0),
-        hour_of=_grid_searchsorted(_hour_cdf(config), 0.0, 1.0),
-        category_at=_category_table(config),
+        personas=_persona_arrays(config),
+        day_cdf=day_cdf,
+        day_of=_grid_searchsorted(day_cdf[1:], 0.0, 1.0),
+        hour_at=_grid_searchsorted(_hour_cdf(config), 0.0, 1.0)(_cell_midpoints()).astype(np.int8),
         gap_at=_gap_table(config),
+        category_at=category_table(config),
+        focus_u16=int(_u16_threshold(config.taste_focus)),
     )
+
+
+@dataclass(frozen=True)
+class Sessions:
+    """A block's sessions, sorted by (user, start), after the purchase-process walk."""
+
+    user: np.ndarray  # block-local user index
+    start: np.ndarray  # int64 us, before the sessions of a user are pushed apart
+    length: np.ndarray  # events (at least 3 per purchased item)
+    items: np.ndarray  # purchased items (0: no purchase)
+    category_u16: np.ndarray  # the 16-bit uniform that draws the session's category
+    died_after: np.ndarray  # bool: the user drops out after this session
+    assigned: np.ndarray  # (n_experiments, n_users) session index of assignment, -1 if none
+
+
+def _sessions(
+    config: SynthConfig,
+    model: Behaviour,
+    rng: np.random.Generator,
+    users: UserDraws,
+    latent: Latent,
+    experiment_rng: np.random.Generator,
+) -> tuple[Sessions, Walk]:
+    """The block's sessions (only those that happen), and the walk that decided them."""
+    n_users = users.persona.size
+    span = latent.end_day - users.arrival_day
+    n_sessions = 1 + rng.poisson(np.maximum(latent.session_rate * span - 1.0, 0.05))
+    s_user = np.repeat(np.arange(n_users), n_sessions)
+    n_s = s_user.size
+
+    # Days inside each user's active span; a new user's first session on their arrival day.
+    arrival, end = users.arrival_day[s_user], latent.end_day[s_user]
+    last = end.copy()
+    last[_segment_starts(n_sessions)[users.new]] = users.arrival_day[users.new] + 1
+    low, high = model.day_cdf[arrival], model.day_cdf[last]
+    day = np.clip(model.day_of(low + rng.random(n_s) * (high - low)), arrival, last - 1)
+    hour = model.hour_at[_bits16(rng, n_s)]
+    start = (
+        epoch_us(config.start)
+        + day * US_PER_DAY
+        + hour.astype(np.int64) * 3600 * US_PER_S
+        + rng.integers(0, 3600 * US_PER_S, size=n_s)
+    )
+    persona = users.persona[s_user]
+    z = _normal_quantiles()[_uniform16(rng, n_s)]
+    log_length = model.personas["log_len_median"][persona] + config.session_len_sigma * z
+    length = np.clip(np.rint(np.exp(log_length)), 1, 300).astype(np.int64)
+    items = 1 + (rng.random(n_s) < 0.25) + (rng.random(n_s) < 0.05)
+    category_u16 = _uniform16(rng, n_s)
+
+    # Order by (user, start): one int64 key (block-local user index above the start offset)
+    # sorts faster than a lexsort.
+    order = np.argsort((s_user.astype(np.int64) << 46) | (start - start.min()), kind="stable")
+    s_user, day, start = s_user[order], day[order], start[order]
+    length, items, category_u16 = length[order], items[order], category_u16[order]
+
+    walk = walk_sessions(config, latent, rng, experiment_rng, s_user, day, n_users)
+    keep = walk.keep
+    new_index = np.cumsum(keep) - 1
+    assigned = np.where(walk.assigned >= 0, new_index[np.maximum(walk.assigned, 0)], -1)
+    items = np.where(walk.buy, items, 0)[keep]
+    sessions = Sessions(
+        user=s_user[keep],
+        start=start[keep],
+        length=np.maximum(length[keep], 3 * items),
+        items=items,
+        category_u16=category_u16[keep],
+        died_after=walk.died_after[keep],
+        assigned=assigned,
+    )
+    return sessions, walk
 
 
 def events_block(
@@ -201,54 +209,25 @@ def events_block(
     model: Behaviour,
     block: int,
     first_user: int,
-    persona: np.ndarray,
-) -> dict[str, np.ndarray]:
-    """Events of one RNG block of users, sorted by (user_id, ts).
+    users: UserDraws,
+) -> tuple[dict[str, np.ndarray], pa.Table, list[pa.Table]]:
+    """Events of one RNG block of users, sorted by (user_id, ts), and the block's truths.
 
     Returns:
         Columns user_id (uint32), ts (int64 us), event_type (int8 codes), product_id (uint32),
-        price (float32).
+        price (float32); truth/purchase_process.parquet rows; truth/experiments.parquet
+        rows (a table per experiment).
     """
     rng = np.random.default_rng([config.seed, STREAM_EVENTS, block])
-    pa_ = model.personas
-    n_users = persona.size
-
-    # --- sessions -------------------------------------------------------------------------
-    activity = rng.lognormal(0.0, config.activity_sigma, n_users)
-    rate = np.maximum(pa_["sessions"][persona] * activity - 1.0, 0.05)
-    n_sessions = 1 + rng.poisson(rate)
-    s_user = np.repeat(np.arange(n_users), n_sessions)
-    s_persona = persona[s_user]
+    process_rng = np.random.default_rng([config.seed, STREAM_PROCESS, block])
+    experiment_rng = np.random.default_rng([config.seed, STREAM_EXPERIMENTS, block])
+    n_users = users.persona.size
+    activity = process_rng.lognormal(0.0, config.activity_sigma, n_users)
+    latent = draw_latent(config, process_rng, users, activity)
+    sessions, walk = _sessions(config, model, rng, users, latent, experiment_rng)
+    s_user, length, items = sessions.user, sessions.length, sessions.items
+    s_persona = users.persona[s_user]
     n_s = s_user.size
-
-    limit = model.last_day_cdf[s_persona]
-    day = np.minimum(model.day_of(rng.random(n_s) * limit), config.days)
-    hour = model.hour_of(rng.random(n_s))
-    start = (
-        epoch_us(config.start)
-        + day * US_PER_DAY
-        + hour * 3600 * US_PER_S
-        + rng.integers(0, 3600 * US_PER_S, size=n_s)
-    )
-
-    length = np.rint(
-        np.exp(rng.normal(np.log(pa_["len_median"][s_persona]), config.session_len_sigma))
-    )
-    length = np.clip(length, 1, 300).astype(np.int64)
-    buy = rng.random(n_s) < pa_["buy_prob"][s_persona]
-    one_buyer = pa_["one_purchase"][persona]
-    pick = _segment_starts(n_sessions) + (rng.random(n_users) * n_sessions).astype(np.int64)
-    buy[pick[one_buyer]] = True
-    items = 1 + (rng.random(n_s) < 0.25) + (rng.random(n_s) < 0.05)
-    items = np.where(buy, items, 0)
-    length = np.maximum(length, 3 * items)
-    s_cat_u = _uniform16(rng, n_s)
-
-    # Order sessions by (user, start) before laying out their events: one int64 key
-    # (block-local user index above the start offset) sorts faster than a lexsort.
-    order = np.argsort((s_user.astype(np.int64) << 46) | (start - start.min()), kind="stable")
-    s_user, s_persona, start = s_user[order], s_persona[order], start[order]
-    length, items, s_cat_u = length[order], items[order], s_cat_u[order]
 
     # --- events inside sessions ------------------------------------------------------------
     n_e = int(length.sum())
@@ -265,6 +244,7 @@ def events_block(
     user_first = _segment_starts(np.bincount(s_user, minlength=n_users))
     cum_step = np.cumsum(step) - step
     pushed = cum_step - cum_step[user_first][s_user]
+    start = sessions.start
     start = pushed + _grouped_cummax(start - pushed, s_user)
 
     # --- event types (only the few non-view events are touched) ------------------------------
@@ -272,12 +252,14 @@ def events_block(
     buying = np.flatnonzero(items)
     tail_len = 3 * items[buying]
     tail_m = np.repeat(items[buying], tail_len)
+    tail_session = np.repeat(buying, tail_len)
     within = np.arange(tail_len.sum()) - np.repeat(_segment_starts(tail_len), tail_len)
     tail_from_end = np.repeat(tail_len, tail_len) - 1 - within
     tail_idx = np.repeat(last_event[buying], tail_len) - tail_from_end
     is_bought = tail_from_end < tail_m
     bought = tail_idx[is_bought]
-    tail_carts = tail_idx[~is_bought & ((tail_from_end - tail_m) % 2 == 0)]
+    is_cart = ~is_bought & ((tail_from_end - tail_m) % 2 == 0)
+    tail_carts = tail_idx[is_cart]
     event_type = np.full(n_e, VIEW, dtype=np.int8)
     event_type[bought] = PURCHASE
     event_type[tail_carts] = ADD_TO_CART
@@ -285,8 +267,8 @@ def events_block(
     fixed[first_event] = True
     fixed[tail_idx] = True
     e_persona = per_event(s_persona)
-    cart_u16 = pa_["cart_u16"][e_persona]
-    browse_cart = ~fixed & (_uniform16(rng, n_e) < cart_u16)
+    cart_u16 = model.personas["cart_u16"][e_persona]
+    browse_cart = ~fixed & (_bits16(rng, n_e) < cart_u16)
     browse_idx = np.flatnonzero(browse_cart)
     event_type[browse_idx] = ADD_TO_CART
     nxt = browse_idx + 1
@@ -295,15 +277,58 @@ def events_block(
     removes = nxt[rng.random(nxt.size) < REMOVE_AFTER_CART_PROB]
     event_type[removes] = REMOVE_FROM_CART
 
-    # --- products and prices ---------------------------------------------------------------
-    category_at = model.category_at
-    e_cat = per_event(category_at[s_persona * U16 + s_cat_u])
-    loose = np.flatnonzero(_uniform16(rng, n_e) >= _u16_threshold(SESSION_CATEGORY_STICKINESS))
-    e_cat[loose] = category_at[e_persona[loose] * U16 + _uniform16(rng, loose.size)]
+    # --- products --------------------------------------------------------------------------
+    e_session = per_event(np.arange(n_s))
+    s_cat = _category_draw(
+        model, users, s_user, s_persona, sessions.category_u16, _uniform16(rng, n_s)
+    )
+    e_cat = per_event(s_cat)
+    # One 16-bit draw routes each event: below ``sticky_below`` a view shows a product of the
+    # session's collection (below); of the rest, the top 30% draw their own category (loose),
+    # the others keep the session's.
+    route = _bits16(rng, n_e)
+    sticky_below = int(_u16_threshold(config.collection_stickiness))
+    loose_from = sticky_below + round((U16 - sticky_below) * SESSION_CATEGORY_STICKINESS)
+    loose = np.flatnonzero(route >= loose_from)
+    e_cat[loose] = _category_draw(
+        model,
+        users,
+        s_user[e_session[loose]],
+        e_persona[loose],
+        _uniform16(rng, loose.size),
+        _uniform16(rng, loose.size),
+    )
     rank_plus_one = np.exp(_uniform32(rng, n_e) * catalogue.log_size[e_cat]).astype(np.int64)
     position = (catalogue.cat_offset - 1)[e_cat] + rank_plus_one
-    bargain_idx = np.flatnonzero(pa_["bargain"][e_persona])
+    bargain_idx = np.flatnonzero(model.personas["bargain"][e_persona])
     position[bargain_idx] = catalogue.cheapest_at[position[bargain_idx]]
+
+    # Orders: each item's view shows the product priced nearest its share of the order value.
+    item_views = tail_idx[is_cart] - 1
+    order_value = rng.gamma(
+        latent.spend_shape[s_user[buying]], 1.0 / latent.spend_rate[s_user[buying]]
+    )
+    weights = rng.gamma(ITEM_SHARE_SHAPE, size=item_views.size)
+    order_of_item = np.repeat(np.arange(buying.size), items[buying])
+    shares = weights / np.bincount(order_of_item, weights)[order_of_item]
+    target = (order_value[order_of_item] * shares).astype(np.float64)
+    position[item_views] = nearest_priced(catalogue, e_cat[item_views], target)
+
+    # Collections: sticky views show a member of the session's collection.
+    anchor = first_event.copy()
+    anchor[buying] = item_views[_segment_starts(items[buying])]
+    collection = catalogue.collection_of[position[anchor]]
+    sticky = route < sticky_below
+    sticky[first_event] = False
+    sticky[tail_idx] = False
+    sticky_idx = np.flatnonzero(sticky)
+    s_collection = collection[e_session[sticky_idx]]
+    size = catalogue.collection_size[s_collection]
+    # the routing draw, uniform in [0, sticky_below) here, rescaled to a member in [0, size)
+    offset = (route[sticky_idx].astype(np.int64) * size) // sticky_below
+    members = catalogue.collection_members
+    position[sticky_idx] = members[catalogue.collection_start[s_collection] + offset]
+
     product = catalogue.product_at[position]
     # Carts and removes act on the product just viewed; purchases on the tail's carted items.
     copy_prev = np.sort(np.concatenate([browse_idx, tail_carts]))
@@ -311,11 +336,17 @@ def events_block(
     product[removes] = product[removes - 1]
     product[bought] = product[bought - (tail_m[is_bought] + tail_from_end[is_bought] + 1)]
 
-    promo = _uniform16(rng, n_e) < _u16_threshold(config.promo_prob)
+    # --- prices ----------------------------------------------------------------------------
+    promo = _bits16(rng, n_e) < _u16_threshold(config.promo_prob)
     promo[bargain_idx[event_type[bargain_idx] != VIEW]] = True
     promo_idx = np.flatnonzero(promo)
     price = catalogue.base_price[product]
     price[promo_idx] *= rng.uniform(0.6, 0.9, promo_idx.size).astype(np.float32)
+    # Checkout: the base prices scaled so the order totals its planted value.
+    list_price = catalogue.base_price[product[bought]].astype(np.float64)
+    bought_order = np.searchsorted(buying, tail_session[is_bought])
+    scale = order_value / np.bincount(bought_order, list_price, minlength=buying.size)
+    price[bought] = np.round(list_price * scale[bought_order], 2).astype(np.float32)
 
     events = {
         "user_id": per_event((first_user + s_user).astype(np.uint32)),
@@ -325,8 +356,27 @@ def events_block(
         "price": price,
     }
     # --- drop sessions pushed past the window end --------------------------------------------
-    session_kept = start < epoch_us(config.start + dt.timedelta(days=config.days))
+    # (and past the user's lapse: the window's end for users who do not lapse)
+    session_kept = start < (epoch_us(config.start) + latent.end_day * US_PER_DAY)[s_user]
     if not session_kept.all():
         keep = per_event(session_kept)
         events = {name: values[keep] for name, values in events.items()}
-    return events
+
+    # --- truths ------------------------------------------------------------------------------
+    end = start + duration
+    first_ts = start[user_first]  # every user has a first session (dropouts come later)
+    died = np.flatnonzero(sessions.died_after & session_kept)
+    inactive_ts = np.full(n_users, -1, dtype=np.int64)
+    inactive_ts[s_user[died]] = end[died]
+    # A lapse takes effect at midnight, or after a last session that runs past it.
+    lapse_ts = epoch_us(config.start) + latent.end_day * US_PER_DAY
+    np.maximum.at(lapse_ts, s_user[session_kept], end[session_kept])
+    lapsed = (latent.end_day < config.days) & (inactive_ts < 0)
+    inactive_ts[lapsed] = lapse_ts[lapsed]
+    assigned = sessions.assigned
+    seen = (assigned >= 0) & session_kept[np.maximum(assigned, 0)]
+    assigned_ts = np.where(seen, start[np.maximum(assigned, 0)], -1)
+    process, experiments = truth_tables(
+        config, first_user, users, latent, walk, first_ts, inactive_ts, assigned_ts
+    )
+    return events, process, experiments

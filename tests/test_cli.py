@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -167,3 +168,20 @@ def test_segment_names_a_missing_feature_column(tmp_path: Path) -> None:
     proc = ecomscale("segment", str(feats), "--out", str(tmp_path / "s.parquet"))
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert f"{feats}: no column user_id, n_sessions" in proc.stderr
+
+
+def test_generate_plants_experiments_from_the_command_line(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = tmp_path / "data"
+    args = ["generate", "--preset", "tiny", "--out", str(data), "--workers", "1"]
+    bad = runner.invoke(main, [*args, "--experiment", "checkout=0.1"])
+    assert bad.exit_code == 2 and "NAME:LIFT[:SPLIT[:START_DAY]]" in bad.output
+    assert bad.output.strip().count("\n") == 0 and not data.exists()
+    result = runner.invoke(
+        main, [*args, "--experiment", "checkout:0.2", "--experiment", "aa:0:0.3:7"]
+    )
+    assert result.exit_code == 0, result.output
+    assigned = pl.read_parquet(data / "truth" / "experiments.parquet")
+    assert set(assigned["experiment"]) == {"checkout", "aa"}
+    manifest = json.loads((data / "manifest.json").read_text())
+    assert [e["split"] for e in manifest["experiments"]] == [0.5, 0.3]

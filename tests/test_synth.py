@@ -16,16 +16,25 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.exceptions import ConfigError, DatasetIOError
-from engine.schema import EVENTS_SCHEMA, PERSONAS_SCHEMA, PRODUCTS_SCHEMA, USERS_SCHEMA
+from engine.schema import (
+    COLLECTIONS_SCHEMA,
+    EVENTS_SCHEMA,
+    PERSONAS_SCHEMA,
+    PRODUCTS_SCHEMA,
+    PURCHASE_PROCESS_SCHEMA,
+    USERS_SCHEMA,
+)
 from synth import PERSONAS, SynthConfig, arrow, from_preset, generate_dataset
+from synth.config import ExperimentSpec
 from synth.events import (
     U16,
-    _category_table,
+    _category_draw,
     _gap_table,
     _grid_searchsorted,
     _u16_threshold,
-    category_taste,
+    behaviour,
 )
+from synth.users import UserDraws, category_table, taste_prior
 from synth.writer import sha256_file
 
 
@@ -34,8 +43,13 @@ def test_schema_conformance(small_dataset: Path) -> None:
     assert events.collect_schema() == EVENTS_SCHEMA
     assert pl.read_parquet_schema(small_dataset / "users.parquet") == dict(USERS_SCHEMA)
     assert pl.read_parquet_schema(small_dataset / "products.parquet") == dict(PRODUCTS_SCHEMA)
-    truth = small_dataset / "truth" / "personas.parquet"
-    assert pl.read_parquet_schema(truth) == dict(PERSONAS_SCHEMA)
+    truth = small_dataset / "truth"
+    assert pl.read_parquet_schema(truth / "personas.parquet") == dict(PERSONAS_SCHEMA)
+    process = truth / "purchase_process.parquet"
+    assert pl.read_parquet_schema(process) == dict(PURCHASE_PROCESS_SCHEMA)
+    collections = truth / "collections.parquet"
+    assert pl.read_parquet_schema(collections) == dict(COLLECTIONS_SCHEMA)
+    assert not (truth / "experiments.parquet").exists()  # written only with experiments
 
 
 def test_events_sorted_across_parts_and_referentially_sound(small_dataset: Path) -> None:
@@ -86,7 +100,16 @@ def _all_bytes(root: Path) -> dict[str, str]:
 
 
 def test_deterministic_across_workers_and_block_sizes(tmp_path: Path) -> None:
-    base = dict(users=12_000, products=800, seed=3, part_users=4096, row_group_rows=20_000)
+    experiments = (ExperimentSpec("checkout", 0.2), ExperimentSpec("aa", 0.0, 0.3, 20))
+    base = dict(
+        users=12_000,
+        products=800,
+        seed=3,
+        part_users=4096,
+        row_group_rows=20_000,
+        days=60,
+        experiments=experiments,
+    )
     generate_dataset(SynthConfig(**base, block_users=4096), tmp_path / "a", workers=1)
     generate_dataset(SynthConfig(**base, block_users=8192), tmp_path / "b", workers=2)
     a, b = _all_bytes(tmp_path / "a"), _all_bytes(tmp_path / "b")
@@ -95,12 +118,14 @@ def test_deterministic_across_workers_and_block_sizes(tmp_path: Path) -> None:
 
 
 def test_part_size_changes_files_not_rows(tmp_path: Path) -> None:
-    base = dict(users=9_000, products=800, seed=5)
+    base = dict(users=9_000, products=800, seed=5, experiments=(ExperimentSpec("x", 0.1),))
     generate_dataset(SynthConfig(**base, part_users=4096), tmp_path / "a")
     generate_dataset(SynthConfig(**base, part_users=8192), tmp_path / "b")
-    a = pl.read_parquet(tmp_path / "a" / "events")
-    b = pl.read_parquet(tmp_path / "b" / "events")
-    assert a.equals(b)
+    truths = ("personas", "purchase_process", "experiments", "collections")
+    for name in ("events", *(f"truth/{truth}.parquet" for truth in truths)):
+        a = pl.read_parquet(tmp_path / "a" / name)
+        b = pl.read_parquet(tmp_path / "b" / name)
+        assert a.equals(b)
 
 
 def test_seed_changes_output(tmp_path: Path) -> None:
@@ -208,13 +233,32 @@ def test_inverse_cdf_tables_draw_their_distributions() -> None:
     from scipy.stats import lognorm  # an independent reference for the gap quantiles
 
     config = SynthConfig(users=1_000, seed=1, separation=0.6, gap_median_s=45.0)
-    # Categories: each persona's table hits category c in taste[p, c] of its 65,536 cells
-    # (to one cell at each CDF edge).
-    taste = category_taste(config)
-    table = _category_table(config).reshape(len(PERSONAS), U16)
+    # Categories: the persona's prior table hits category c in prior[p, c] of its 65,536
+    # cells (to one cell at each CDF edge); a user's draws give taste_focus to their
+    # favourites, evenly, and the rest to the prior.
+    prior = taste_prior(config)
+    table = category_table(config).reshape(len(PERSONAS), U16)
     for p in range(len(PERSONAS)):
-        share = np.bincount(table[p], minlength=taste.shape[1]) / U16
-        np.testing.assert_allclose(share, taste[p], atol=1.01 / U16)
+        share = np.bincount(table[p], minlength=prior.shape[1]) / U16
+        np.testing.assert_allclose(share, prior[p], atol=1.01 / U16)
+    model = behaviour(config)
+    users = UserDraws(
+        persona=np.array([2]),
+        arrival_day=np.zeros(1, np.int64),
+        new=np.zeros(1, bool),
+        favourites=np.array([[7, 3, 5]]),
+        n_favourites=np.array([2]),
+    )
+    grid = np.arange(U16)
+    focus_u16, prior_u16 = np.meshgrid(grid[::16], grid[::16])  # every 16th pair of draws
+    drawn = _category_draw(
+        model, users, np.zeros(focus_u16.size, np.intp), np.full(focus_u16.size, 2),
+        focus_u16.ravel(), prior_u16.ravel(),
+    )  # fmt: skip
+    expected = 0.4 * prior[2]
+    expected[[7, 3]] += 0.3
+    share = np.bincount(drawn, minlength=prior.shape[1]) / drawn.size
+    np.testing.assert_allclose(share, expected, atol=5e-4)
     # Gaps: the lognormal's quantiles at the cell midpoints, capped to [1 s, 29 min].
     q = (np.arange(U16) + 0.5) / U16
     expected = np.clip(lognorm.ppf(q, s=1.3, scale=45.0), 1.0, 29 * 60.0)

@@ -49,7 +49,26 @@ def generate_with_progress(config: Any, out: Path, workers: int, overwrite: bool
 @click.option("--days", type=int, default=None, help="Days in the event window (default 30).")
 @click.option("--seed", type=int, default=None, help="Root seed (default 42).")
 @click.option("--products", type=int, default=None, help="Catalogue size (default 20,000).")
-@click.option("--separation", type=float, default=None, help="0..1: how distinct personas are.")
+@click.option(
+    "--separation",
+    type=float,
+    default=None,
+    help="0..1: how much each persona's category taste leans to its own categories (0.3).",
+)
+@click.option(
+    "--new-users",
+    type=float,
+    default=None,
+    help="Share of users whose first visit falls inside the window (default 0.5).",
+)
+@click.option(
+    "--experiment",
+    "experiments",
+    multiple=True,
+    metavar="NAME:LIFT[:SPLIT[:START_DAY]]",
+    help="Plant a randomised experiment (repeatable), e.g. checkout:0.1 or aa:0:0.5:7. "
+    "Truth: truth/experiments.parquet and the manifest.",
+)
 @click.option("--dirty", type=float, default=None, help="Share of events given labelled defects.")
 @click.option(
     "--preset",
@@ -77,6 +96,8 @@ def generate(
     seed: int | None,
     products: int | None,
     separation: float | None,
+    new_users: float | None,
+    experiments: tuple[str, ...],
     dirty: float | None,
     preset: str,
     out: Path,
@@ -84,8 +105,10 @@ def generate(
     buckets: int | None,
     overwrite: bool,
 ) -> None:
-    """Generate a synthetic dataset (users, products, events, planted personas)."""
+    """Generate a synthetic dataset: users, products, events and planted truths (personas,
+    the latent purchase process, product collections, experiments) under truth/."""
     from synth import from_preset
+    from synth.config import ExperimentSpec
 
     config = from_preset(
         preset,
@@ -94,6 +117,8 @@ def generate(
         seed=seed,
         products=products,
         separation=separation,
+        new_users=new_users,
+        experiments=tuple(ExperimentSpec.parse(text) for text in experiments) or None,
         dirty=dirty,
         buckets=buckets,
     )
