@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import polars as pl
 
+from engine.clv import ClvConfig, ClvResult, clv_stage
 from engine.cohorts import CohortsConfig, CohortTables, cohorts_stage
 from engine.exceptions import DataValidationError
 from engine.features import FeaturesConfig, features_stage
@@ -385,3 +386,10 @@ def cohorts_from_data(
     else:
         parts = user_ranges(events, int(user_max), DEFAULT_RANGE_USERS)
     return cohorts_stage(parts, as_of or last_ts, config, out, segments)
+
+
+def clv_from_data(dataset: Dataset, config: ClvConfig, out: Path, on_bad_rows: Policy) -> ClvResult:
+    """The CLV stage on its own (``ecomscale clv``): validate the events (all of them: those
+    after ``as_of`` are the holdout), fit, predict, write under ``out``."""
+    events = clean_events(dataset, on_bad_rows, dt.datetime.max.replace(tzinfo=dt.UTC))
+    return clv_stage(events, config, out)

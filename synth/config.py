@@ -68,11 +68,11 @@ def _default_personas() -> dict[str, PersonaSpec]:
         "casual_browser": PersonaSpec(0.65, 1.6, 2.0, 0.008, leaning=(0, 1, 8)),
         "lapsed": PersonaSpec(
             0.15,
-            4.0,
+            12.0,  # a regular until they stop (about three sessions in their last week)
             2.0,
             0.015,
             purchase_rate=(0.5, 40.0),
-            first_purchase=0.15,
+            first_purchase=0.1,
             dropout=(1.0, 3.0),
             mean_active_days=7.0,
             leaning=(1, 6, 9),
@@ -89,7 +89,7 @@ def _default_personas() -> dict[str, PersonaSpec]:
             purchase_rate=(1.5, 30.0),
             first_purchase=0.9,
             dropout=(1.5, 6.0),
-            spend=(4.0, 5.0, 40.0),
+            spend=(4.0, 5.0, 30.0),
             bargain=True,
             leaning=(8, 1, 7),
         ),
@@ -174,7 +174,7 @@ class SynthConfig:
             favourite categories (the rest follow the persona's prior).
         new_users: share of users whose first visit falls inside the window (on a day drawn
             by the weekly cycle, uniform over the window); the rest are returning users,
-            active from the window's start.
+            active from the window's start. Lapsing personas are always returning users.
         collection_stickiness: chance that a view after a session's first event shows a
             product of the session's collection (truth/collections.parquet).
         experiments: planted randomised experiments (ExperimentSpec).

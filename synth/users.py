@@ -2,7 +2,8 @@
 
 Arrivals: a ``new_users`` share of users first visit inside the window, on a day drawn by the
 weekly cycle (so arrivals are uniform over the window up to that cycle) and sign up that day;
-the others are returning users who signed up in the two years before the window.
+the others are returning users who signed up in the two years before the window. Lapsing
+personas are always returning users (regulars who stop at their own time).
 
 Taste: each user draws one to three favourite categories from their persona's prior (which
 leans to the persona's categories by ``separation``, synth.config.SynthConfig); a share
@@ -120,7 +121,9 @@ def users_block(
     user_id = arrow.numbers(np.arange(first, first + n, dtype=np.uint32))
     # Returning users signed up in the two years before the window; new ones on arrival.
     signup = epoch_us(config.start) - rng.integers(0, 730 * US_PER_DAY, size=n)
-    new = rng.random(n) < config.new_users
+    # Lapsing personas are former regulars: returning users who stop at their own time.
+    lapsing = np.array([config.personas[p].mean_active_days is not None for p in PERSONAS])
+    new = (rng.random(n) < config.new_users) & ~lapsing[persona]
     day_cdf = np.cumsum(day_weights(config))
     arrival_day = np.searchsorted(day_cdf / day_cdf[-1], rng.random(n), side="right")
     arrival_day = np.where(new, np.minimum(arrival_day, config.days - 1), 0)

@@ -77,7 +77,16 @@ def test_an_output_path_that_cannot_be_written_fails_before_any_work(
 
 def test_help_texts() -> None:
     runner = CliRunner()
-    for command in ("generate", "features", "segment", "report", "run", "partition"):
+    for command in (
+        "generate",
+        "features",
+        "segment",
+        "report",
+        "run",
+        "partition",
+        "clv",
+        "cohorts",
+    ):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output
 

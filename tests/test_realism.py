@@ -59,7 +59,8 @@ def test_event_mix(events: pl.DataFrame) -> None:
 def test_sessions(sessions: pl.DataFrame) -> None:
     assert sessions["n"].median() == 2
     assert 4.0 <= sessions["n"].mean() <= 5.0  # type: ignore[operator]
-    assert 0.04 <= sessions["buy"].mean() <= 0.08  # type: ignore[operator]
+    # GA4's sample converts 1.5-3% of sessions; we buy a little more often (REES46 ~7% buyers)
+    assert 0.02 <= sessions["buy"].mean() <= 0.08  # type: ignore[operator]
 
 
 def test_gaps(events: pl.DataFrame) -> None:

@@ -245,7 +245,10 @@ def test_k_chosen_on_a_sample_of_a_large_input(
     assert ratio.is_between(0.15, 0.35).all()
     # The sample's scores track the full search's, and the segmentation of all users
     # with the chosen k is the one a fit of that k on all users gives.
-    assert abs(sampled.k - full.k) <= 1
+    # Near-ties can flip the choice, so: the k the sample picks scores, in the full search,
+    # within 0.01 of the best silhouette.
+    full_scores = dict(full.k_scores.select("k", "silhouette").iter_rows())
+    assert full_scores[sampled.k] >= max(full_scores.values()) - 0.01
     direct = segment(small_features, k=sampled.k, seed=2)
     assert sampled.assignments.equals(direct.assignments)
     # The same users in the same segments; the profiles' float means come from a streaming

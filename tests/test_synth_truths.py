@@ -73,11 +73,13 @@ def test_arrivals_spread_over_the_window(default_sample: Path) -> None:
     first_seen = (
         pl.read_parquet(default_sample / "events").group_by("user_id").agg(first=pl.col("ts").min())
     )
-    users = process.join(first_seen, on="user_id")
+    personas = pl.read_parquet(default_sample / "truth" / "personas.parquet")
+    users = process.join(first_seen, on="user_id").join(personas, on="user_id")
     new = users.filter(pl.col("arrived_ts").is_not_null())
-    n = users.height
-    share_new = new.height / n
-    assert abs(share_new - 0.5) < 3 * np.sqrt(0.25 / n)  # new_users = 0.5
+    # new_users = 0.5 of the users, except lapsed ones (regulars who stop: always returning)
+    assert (new["persona"] != "lapsed").all()
+    n = users.filter(pl.col("persona") != "lapsed").height
+    assert abs(new.height / n - 0.5) < 3 * np.sqrt(0.25 / n)
     # A new user is first seen on their arrival day.
     assert (new["first"].dt.date() == new["arrived_ts"].dt.date()).all()
     # Arrivals fill each quarter of the window about equally (the weekly cycle aside).
@@ -209,9 +211,12 @@ def test_collections_are_co_viewed(default_sample: Path) -> None:
     assert same > 0.2 and same / chance > 50  # type: ignore[operator]
 
 
-def _ratio_ci(per_user: pl.DataFrame) -> tuple[float, float, float]:
-    """Ratio of the per-session purchase rates, treatment over control, with its 95% CI
-    (delta method with users as clusters)."""
+Z_99 = 2.576  # 99% intervals: one test makes four interval checks
+
+
+def _ratio_ci(per_user: pl.DataFrame, z: float = Z_99) -> tuple[float, float, float]:
+    """Ratio of the per-session purchase rates, treatment over control, with its confidence
+    interval (delta method with users as clusters)."""
     stats = {}
     for variant in ("control", "treatment"):
         g = per_user.filter(pl.col("variant") == variant)
@@ -223,14 +228,14 @@ def _ratio_ci(per_user: pl.DataFrame) -> tuple[float, float, float]:
     log_ratio, se = np.log(rt / rc), np.sqrt(vt / rt**2 + vc / rc**2)
     return (
         float(np.exp(log_ratio)),
-        float(np.exp(log_ratio - 1.96 * se)),
-        float(np.exp(log_ratio + 1.96 * se)),
+        float(np.exp(log_ratio - z * se)),
+        float(np.exp(log_ratio + z * se)),
     )
 
 
 def test_planted_experiments_show_their_effect(tmp_path: Path) -> None:
     experiments = (ExperimentSpec("checkout", 0.3), ExperimentSpec("aa", 0.0, 0.5, 10))
-    config = SynthConfig(users=60_000, seed=9, products=3000, experiments=experiments)
+    config = SynthConfig(users=150_000, seed=9, products=3000, experiments=experiments)
     manifest = generate_dataset(config, tmp_path / "d")
     effects = {e["name"]: e["true_effect"] for e in manifest["experiments"]}
     assert effects["checkout"]["customer_purchase_session_rate_ratio"] == pytest.approx(1.3)

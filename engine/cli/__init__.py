@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import click
 
+from engine.cli.clv import clv
 from engine.cli.cohorts import cohorts
 from engine.cli.features import features
 from engine.cli.generate import generate
@@ -30,12 +31,13 @@ def main() -> None:
     ecomscale segment features.parquet --out segments.parquet
     ecomscale report data/ --features features.parquet --segments segments.parquet
     ecomscale cohorts data/ --period week --out cohorts/
+    ecomscale clv data/ --as-of 2026-10-21 --horizon-days 90 --out clv/
     ecomscale run --local-cluster 2        # the same on a local Dask cluster
     ecomscale partition logs/ --buckets 64 --out bucketed/   # layout for Dask
     """
 
 
-for command in (generate, ingest, features, segment, report, cohorts, partition, run):
+for command in (generate, ingest, features, segment, report, cohorts, clv, partition, run):
     main.add_command(command)
 
 __all__ = ["main"]

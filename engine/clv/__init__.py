@@ -1,5 +1,20 @@
-"""Customer lifetime value (next: BG/NBD, Gamma-Gamma, value).
+"""Customer lifetime value: lifetimes' rfm summary as a lazy query, BG/NBD and Gamma-Gamma
+fitted by maximum likelihood (analytic gradients, grouped rows), and the stage that writes
+``OUT/clv/``."""
 
-The place for it: ``rfm`` as a lazy query, the models as NumPy estimators in scikit-learn
-style, and one ``stage`` that writes ``OUT/clv/``. Empty until then.
-"""
+from engine.clv.bgnbd import BetaGeo
+from engine.clv.gamma_gamma import GammaGamma, clv
+from engine.clv.likelihood import ModelFitError
+from engine.clv.rfm import rfm
+from engine.clv.stage import ClvConfig, ClvResult, clv_stage
+
+__all__ = [
+    "BetaGeo",
+    "ClvConfig",
+    "ClvResult",
+    "GammaGamma",
+    "ModelFitError",
+    "clv",
+    "clv_stage",
+    "rfm",
+]
