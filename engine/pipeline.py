@@ -17,23 +17,20 @@ from typing import Any, Literal
 
 import polars as pl
 
-from engine.clv import ClvConfig, ClvResult, clv_stage
+from engine.clv import ClvConfig, ClvResult, ModelFitError, clv_note, clv_stage, clv_tables
 from engine.cohorts import CohortsConfig, CohortTables, cohorts_stage
-from engine.exceptions import DataValidationError
 from engine.features import FeaturesConfig, features_stage
 from engine.features.buckets import clean_event_parts, clean_events
 from engine.features.result import DEFAULT_RANGE_USERS
 from engine.features.sessions import DEFAULT_SESSION_GAP
 from engine.features.stage import user_ranges
 from engine.insights import DEFAULT_CONVERSION_WINDOW, Insights, InsightsConfig, insights_stage
-from engine.insights.stage import INSIGHT_FEATURE_COLUMNS
 from engine.io.atomic import write_parquet_atomic
-from engine.io.dataset import Dataset, load_dataset, require_file_columns
+from engine.io.dataset import Dataset, load_dataset
 from engine.report import ReportData, write_report
 from engine.segments import (
     Segmentation,
     SegmentConfig,
-    profiles_from_file,
     segment,
     write_segmentation,
 )
@@ -51,6 +48,7 @@ class RunConfig:
     segments: SegmentConfig = SegmentConfig()
     insights: InsightsConfig = InsightsConfig()
     cohorts: CohortsConfig = CohortsConfig()
+    clv: ClvConfig = ClvConfig()
 
     @classmethod
     def build(
@@ -71,6 +69,7 @@ class RunConfig:
             SegmentConfig(k, seed, space),
             InsightsConfig(on_bad_rows, session_gap, conversion_window),
             CohortsConfig(on_bad_rows=on_bad_rows),
+            ClvConfig(as_of=as_of),
         )
 
 
@@ -261,7 +260,11 @@ def insights_and_report(
     else:
         parts = _cohort_parts(dataset, events, users.features, as_of, config.cohorts)
         cohort = cohorts_stage(parts, as_of, config.cohorts, out / "cohorts", users.assignments)
-    data = report_data(dataset, found, users, as_of, validation, config.insights, cohort)
+    try:
+        value: ClvResult | str = clv_stage(events, config.clv, out / "clv", users.assignments)
+    except ModelFitError as error:  # e.g. nobody bought twice: the report says so
+        value = str(error)
+    data = report_data(dataset, found, users, as_of, validation, config.insights, cohort, value)
     return found, write_report(data, out / "report.html")
 
 
@@ -290,8 +293,10 @@ def report_data(
     validation: ValidationReport | None,
     config: InsightsConfig,
     cohort: CohortTables | None = None,
+    value: ClvResult | str | None = None,
 ) -> ReportData:
-    """What the report shows, from the stages' results (wiring and wording only)."""
+    """What the report shows, from the stages' results (wiring and wording only; ``value``:
+    the CLV stage's result, or why it could not fit)."""
     notes = [
         f"Source: {dataset.source}. as_of = {as_of:%Y-%m-%d %H:%M} UTC; session gap "
         f"{config.session_gap}; conversion window {config.conversion_window}.",
@@ -304,6 +309,7 @@ def report_data(
         ),
         "Segments: K-Means on the behavioural space described above; names come from fixed "
         "rules over the profiles (see the table).",
+        clv_note(value),
     ]
     tables = found.tables
     no_categories = pl.DataFrame(
@@ -328,68 +334,5 @@ def report_data(
         retention=None if cohort is None else cohort.retention,
         retention_by_segment=None if cohort is None else cohort.by_segment,
         lifecycle=None if cohort is None else cohort.lifecycle,
+        **clv_tables(value),
     )
-
-
-def report_from_files(
-    dataset: Dataset,
-    features_path: Path,
-    segments_path: Path,
-    out: Path,
-    config: RunConfig,
-    as_of: dt.datetime | None = None,
-) -> tuple[Insights, Path]:
-    """The insights and the report from earlier features and segments files (``ecomscale
-    report``): the profiles stream over the features file, and only the columns the KPIs
-    and the revenue table need are held in memory."""
-    hint = "compute them with `ecomscale features`"
-    require_file_columns(features_path, (*INSIGHT_FEATURE_COLUMNS, "top_category"), hint)
-    require_file_columns(
-        segments_path, ("user_id", "segment", "segment_name"), "make them with `ecomscale segment`"
-    )
-    assignments = pl.read_parquet(segments_path)
-    users = UserTables(
-        pl.read_parquet(features_path, columns=list(INSIGHT_FEATURE_COLUMNS)),
-        assignments,
-        profiles_from_file(features_path, assignments),
-        pl.DataFrame(),
-        [("segments", f"read from {segments_path}")],
-    )
-    if as_of is None:  # the last event of the input, as the features stage defaults to
-        as_of = dataset.events.select(pl.col("ts").max()).collect().item()
-    events = clean_events(dataset, config.insights.on_bad_rows, as_of)
-    return insights_and_report(dataset, events, users, as_of, None, out, config)
-
-
-def cohorts_from_data(
-    dataset: Dataset,
-    config: CohortsConfig,
-    out: Path,
-    segments_path: Path | None = None,
-    as_of: dt.datetime | None = None,
-) -> CohortTables:
-    """The cohorts stage on its own (``ecomscale cohorts``): validate the events, then
-    retention and lifecycle user range by user range, written under ``out``."""
-    segments = None
-    if segments_path is not None:
-        hint = "make them with `ecomscale segment`"
-        require_file_columns(segments_path, ("user_id", "segment_name"), hint)
-        segments = pl.read_parquet(segments_path, columns=["user_id", "segment_name"])
-    until = as_of or dt.datetime.max.replace(tzinfo=dt.UTC)
-    events = clean_events(dataset, config.on_bad_rows, until)
-    bounds = events.select(pl.col("ts").max(), pl.col("user_id").max()).collect(engine="streaming")
-    last_ts, user_max = bounds.row(0)
-    if last_ts is None:
-        raise DataValidationError(f"{dataset.source}: no events up to {until:%Y-%m-%d %H:%M}")
-    if dataset.buckets:
-        parts = clean_event_parts(dataset, config.on_bad_rows, until)
-    else:
-        parts = user_ranges(events, int(user_max), DEFAULT_RANGE_USERS)
-    return cohorts_stage(parts, as_of or last_ts, config, out, segments)
-
-
-def clv_from_data(dataset: Dataset, config: ClvConfig, out: Path, on_bad_rows: Policy) -> ClvResult:
-    """The CLV stage on its own (``ecomscale clv``): validate the events (all of them: those
-    after ``as_of`` are the holdout), fit, predict, write under ``out``."""
-    events = clean_events(dataset, on_bad_rows, dt.datetime.max.replace(tzinfo=dt.UTC))
-    return clv_stage(events, config, out)

@@ -41,6 +41,10 @@ ALLOWED: dict[str, set[str]] = {
         *("schema", "exceptions", "io", "validation", "features", "kmeans", "segments"),
         *("insights", "distributed", "report", "cohorts", "clv", "predict"),
     },
+    "commands": {
+        *("schema", "exceptions", "io", "validation", "features", "segments", "insights"),
+        *("cohorts", "clv", "pipeline"),
+    },
 }
 # Only the atomic writer of io may be imported by these (they sit below the rest of io).
 ONLY_ATOMIC_FROM_IO = {"validation", "report", "dashboard"}

@@ -22,12 +22,12 @@ import engine
 from benchmarks.foreign_logs import write_rees46
 from engine.cli import main
 from engine.cohorts import CohortsConfig
+from engine.commands import cohorts_from_data
 from engine.exceptions import DatasetIOError, DataValidationError
 from engine.features import FeaturesConfig, features_stage
 from engine.io.dataset import DataSource
 from engine.io.foreign import median_of_counts, price_counts
 from engine.io.ingest import IngestConfig, ingest, ingested
-from engine.pipeline import cohorts_from_data
 from engine.schema import user_bucket
 from synth import SynthConfig, generate_dataset
 

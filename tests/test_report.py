@@ -101,9 +101,10 @@ def test_every_chart_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     body = re.search(r"<body[^>]*>", dom)
     assert body is not None
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(0)))
-    # sizes, k, profile, categories, funnel, interest, retention, lifecycle, personas
-    assert int(attrs["charts-expected"]) == 9
+    # sizes, k, profile, categories, funnel, interest, retention, lifecycle, customer value
+    # by segment, its backtest, P(alive), personas
+    assert int(attrs["charts-expected"]) == 12
     assert attrs["charts-rendered"] == attrs["charts-expected"]
     assert attrs["script-errors"] == "0"
-    assert dom.count('class="main-svg"') >= 9
+    assert dom.count('class="main-svg"') >= 12
     assert "How the segments were found" in dom and "Retention by cohort" in dom

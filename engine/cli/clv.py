@@ -18,7 +18,6 @@ from engine.cli.common import (
     with_data_options,
 )
 from engine.cli.ingest import open_dataset
-from engine.clv import ClvConfig
 from engine.io.atomic import check_writable
 from engine.validation import parse_policy
 
@@ -75,7 +74,8 @@ def clv(
 ) -> None:
     """Customer lifetime value: who is still alive, how many purchases and how much spend to
     expect (BG/NBD and Gamma-Gamma on lifetimes' daily rfm summary)."""
-    from engine.pipeline import clv_from_data
+    from engine.clv import ClvConfig  # numba: only when the command runs
+    from engine.commands import clv_from_data
 
     config = ClvConfig(parse_as_of(as_of), horizon_days, discount_rate, penalizer)
     policy = parse_policy(on_bad_rows)

@@ -107,7 +107,7 @@ def cohorts(
     Periods are UTC days, weeks starting on Monday, or calendar months; a * marks a period
     that is not over yet.
     """
-    from engine.pipeline import cohorts_from_data
+    from engine.commands import cohorts_from_data
 
     source = data_source(data, data_options)
     config = CohortsConfig.parse(period, start_event, return_event, criterion, mode, on_bad_rows)

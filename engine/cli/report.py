@@ -49,8 +49,9 @@ def report(
     as_of: str | None,
 ) -> None:
     """Compute the insights and write report.html from earlier features and segments."""
+    from engine.commands import report_from_files
     from engine.insights import InsightsConfig
-    from engine.pipeline import RunConfig, report_from_files
+    from engine.pipeline import RunConfig
 
     source = data_source(data, data_options)
     policy = parse_policy(on_bad_rows)

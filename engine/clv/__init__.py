@@ -6,7 +6,7 @@ from engine.clv.bgnbd import BetaGeo
 from engine.clv.gamma_gamma import GammaGamma, clv
 from engine.clv.likelihood import ModelFitError
 from engine.clv.rfm import rfm
-from engine.clv.stage import ClvConfig, ClvResult, clv_stage
+from engine.clv.stage import ClvConfig, ClvResult, clv_note, clv_stage, clv_tables
 
 __all__ = [
     "BetaGeo",
@@ -15,6 +15,8 @@ __all__ = [
     "GammaGamma",
     "ModelFitError",
     "clv",
+    "clv_note",
     "clv_stage",
+    "clv_tables",
     "rfm",
 ]

@@ -16,36 +16,49 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import digamma, gammaln, hyp2f1
 
-from engine.clv.likelihood import ModelFitError, grouped, maximise
+from engine.clv._kernels import bgnbd_row_sums
+from engine.clv.likelihood import LogLik, ModelFitError, grouped, maximise
 
 PARAMS = ("r", "alpha", "a", "b")
 
 
-def _loglik(params: np.ndarray, data: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Per-row log-likelihood and its gradient in (r, alpha, a, b)."""
-    r, alpha, a, b = params
-    x, t_x, T = data
-    repeat = x > 0
-    bx1 = np.where(repeat, b + x - 1, 1.0)
-    a3 = -(r + x) * np.log(alpha + T)
-    a4 = np.where(repeat, np.log(a) - np.log(bx1) - (r + x) * np.log(alpha + t_x), -np.inf)
-    both = np.logaddexp(a3, a4)
-    w4 = np.exp(a4 - both)  # the dropped-out branch's share
-    w3 = 1.0 - w4
-    ll = (
-        gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-        + gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
-        + both
-    )  # fmt: skip
-    d_r = (
-        digamma(r + x) - digamma(r) + np.log(alpha)
-        - w3 * np.log(alpha + T) - w4 * np.log(alpha + t_x)
-    )  # fmt: skip
-    d_alpha = r / alpha - w3 * (r + x) / (alpha + T) - w4 * (r + x) / (alpha + t_x)
-    d_ab = digamma(a + b) - digamma(a + b + x)
-    d_a = d_ab + w4 / a
-    d_b = d_ab + digamma(b + x) - digamma(b) - w4 / bx1
-    return ll, np.vstack([d_r, d_alpha, d_a, d_b])
+def _loglik(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> LogLik:  # noqa: N803
+    """The weighted total log-likelihood and its gradient in (r, alpha, a, b).
+
+    Daily summaries hold few distinct frequencies, recencies and ages, so the special
+    functions are evaluated once per distinct value and gathered: per row only the mixture
+    of the alive and dropped-out branches is left.
+    """
+    ux, xi = np.unique(x, return_inverse=True)
+    ut, ti = np.unique(t_x, return_inverse=True)
+    uT, Ti = np.unique(T, return_inverse=True)  # noqa: N806
+    wx = np.bincount(xi, weights=w, minlength=ux.size)
+    total = w.sum()
+
+    def loglik(params: np.ndarray) -> tuple[float, np.ndarray]:
+        r, alpha, a, b = params
+        bx1 = np.where(ux > 0, b + ux - 1, 1.0)
+        per_x = (
+            gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
+            + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux)
+        )  # fmt: skip
+        log_drop = np.where(ux > 0, np.log(a) - np.log(bx1), -np.inf)
+        both, log_mix, alpha_mix, w4, w4_bx1 = bgnbd_row_sums(
+            xi, ti, Ti, w, r + ux, log_drop, 1.0 / bx1,
+            np.log(alpha + uT), np.log(alpha + ut), 1.0 / (alpha + uT), 1.0 / (alpha + ut),
+        )  # fmt: skip
+        d_ab = digamma(a + b) - digamma(a + b + ux)
+        gradient = np.array(
+            [
+                wx @ (digamma(r + ux) - digamma(r) + np.log(alpha)) - log_mix,
+                r / alpha * total - alpha_mix,
+                wx @ d_ab + w4 / a,
+                wx @ (d_ab + digamma(b + ux) - digamma(b)) - w4_bx1,
+            ]
+        )
+        return float(wx @ per_x + both), gradient
+
+    return loglik
 
 
 class BetaGeo:
@@ -83,9 +96,9 @@ class BetaGeo:
                 "BG/NBD: no customer bought twice, so the repeat-purchase process cannot be "
                 "identified. Hint: use a longer window (or an earlier as_of)"
             )
-        *data, w = grouped(x, t_x, age, weights=weights)
-        start = np.array([1.0, max(float(np.average(data[2], weights=w)), 1e-3), 1.0, 1.0])
-        fit = maximise(_loglik, tuple(data), w, start, self.penalizer, "BG/NBD")
+        gx, gt, gT, w = grouped(x, t_x, age, weights=weights)  # noqa: N806
+        start = np.array([1.0, max(float(np.average(gT, weights=w)), 1e-3), 1.0, 1.0])
+        fit = maximise(_loglik(gx, gt, gT, w), w.sum(), start, self.penalizer, "BG/NBD")
         self.params_ = dict(zip(PARAMS, fit.params.tolist(), strict=True))
         self.log_likelihood_ = fit.log_likelihood
         self.standard_errors_ = dict(zip(PARAMS, fit.standard_errors.tolist(), strict=True))

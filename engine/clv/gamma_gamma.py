@@ -14,24 +14,34 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from engine.clv.bgnbd import BetaGeo
-from engine.clv.likelihood import ModelFitError, grouped, maximise
+from engine.clv.likelihood import LogLik, ModelFitError, grouped, maximise
 
 PARAMS = ("p", "q", "v")
 
 
-def _loglik(params: np.ndarray, data: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
-    p, q, v = params
-    x, m = data
-    px = p * x
-    total = v + m * x
-    ll = (
-        gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
-        + (px - 1) * np.log(m) + px * np.log(x) - (px + q) * np.log(total)
-    )  # fmt: skip
-    d_p = x * (digamma(px + q) - digamma(px) + np.log(m) + np.log(x) - np.log(total))
-    d_q = digamma(px + q) - digamma(q) + np.log(v) - np.log(total)
-    d_v = q / v - (px + q) / total
-    return ll, np.vstack([d_p, d_q, d_v])
+def _loglik(x: np.ndarray, m: np.ndarray, w: np.ndarray) -> LogLik:
+    """The weighted total log-likelihood and its gradient in (p, q, v)."""
+    log_m, log_x = np.log(m), np.log(x)
+
+    def loglik(params: np.ndarray) -> tuple[float, np.ndarray]:
+        p, q, v = params
+        px = p * x
+        log_total = np.log(v + m * x)
+        ll = (
+            gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
+            + (px - 1) * log_m + px * log_x - (px + q) * log_total
+        )  # fmt: skip
+        psi = digamma(px + q)
+        gradient = np.array(
+            [
+                w @ (x * (psi - digamma(px) + log_m + log_x - log_total)),
+                w @ (psi - digamma(q) + np.log(v) - log_total),
+                w @ (q / v - (px + q) / (v + m * x)),
+            ]
+        )
+        return float(w @ ll), gradient
+
+    return loglik
 
 
 class GammaGamma:
@@ -60,8 +70,9 @@ class GammaGamma:
                 "Hint: use a longer window"
             )
         w = None if weights is None else np.asarray(weights, dtype=np.float64)[repeat]
-        *data, counts = grouped(x[repeat], m[repeat], weights=w)
-        fit = maximise(_loglik, tuple(data), counts, np.ones(3), self.penalizer, "Gamma-Gamma")
+        gx, gm, counts = grouped(x[repeat], m[repeat], weights=w)
+        loglik = _loglik(gx, gm, counts)
+        fit = maximise(loglik, counts.sum(), np.ones(3), self.penalizer, "Gamma-Gamma")
         self.params_ = dict(zip(PARAMS, fit.params.tolist(), strict=True))
         self.log_likelihood_ = fit.log_likelihood
         self.standard_errors_ = dict(zip(PARAMS, fit.standard_errors.tolist(), strict=True))

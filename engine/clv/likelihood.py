@@ -1,8 +1,8 @@
 """Maximum likelihood for the CLV models: identical rows grouped, log-scale parameters, an
 analytic gradient, and standard errors from the Hessian.
 
-Each model supplies ``loglik(params, data) -> (per-row log-likelihood, per-row gradient with
-respect to params)``; here the weighted total is maximised over log(params), with lifetimes'
+Each model supplies ``loglik(params) -> (total log-likelihood, its gradient with respect to
+params)`` over its grouped rows; here it is maximised over log(params), with lifetimes'
 penalizer (``penalizer * sum(params ** 2)`` added to the mean negative log-likelihood), so a
 lifetimes user gets the same estimates.
 """
@@ -13,12 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import polars as pl
 from scipy.optimize import minimize
 
 from engine.exceptions import ConfigError
 
 GRADIENT_TOLERANCE = 1e-6  # of the mean log-likelihood, per log-parameter
-LogLik = Callable[[np.ndarray, tuple[np.ndarray, ...]], tuple[np.ndarray, np.ndarray]]
+LogLik = Callable[[np.ndarray], tuple[float, np.ndarray]]
 
 
 class ModelFitError(ConfigError):
@@ -35,12 +36,12 @@ class Fit:
 
 def grouped(*columns: np.ndarray, weights: np.ndarray | None = None) -> tuple[np.ndarray, ...]:
     """The distinct rows of ``columns`` and their total weight (1 per row unless given)."""
-    stacked = np.column_stack([np.asarray(c, dtype=np.float64) for c in columns])
-    if weights is None:
-        weights = np.ones(stacked.shape[0])
-    unique, inverse = np.unique(stacked, axis=0, return_inverse=True)
-    totals = np.bincount(inverse.ravel(), weights=np.asarray(weights, dtype=np.float64))
-    return (*unique.T, totals)
+    frame = pl.DataFrame(
+        {f"c{i}": np.asarray(c, dtype=np.float64) for i, c in enumerate(columns)}
+        | {"w": np.ones(len(columns[0])) if weights is None else np.asarray(weights, np.float64)}
+    )
+    rows = frame.group_by(frame.columns[:-1]).agg(pl.col("w").sum()).sort(frame.columns[:-1])
+    return tuple(rows[c].to_numpy() for c in rows.columns)
 
 
 def _hessian(grad: Callable[[np.ndarray], np.ndarray], params: np.ndarray) -> np.ndarray:
@@ -57,21 +58,15 @@ def _hessian(grad: Callable[[np.ndarray], np.ndarray], params: np.ndarray) -> np
 
 
 def maximise(
-    loglik: LogLik,
-    data: tuple[np.ndarray, ...],
-    weights: np.ndarray,
-    start: np.ndarray,
-    penalizer: float,
-    model: str,
+    loglik: LogLik, total_weight: float, start: np.ndarray, penalizer: float, model: str
 ) -> Fit:
     """Maximum (penalised) likelihood estimates of positive parameters."""
-    total = weights.sum()
 
     def objective(log_params: np.ndarray) -> tuple[float, np.ndarray]:
         params = np.exp(log_params)
-        ll, grad = loglik(params, data)
-        value = -(weights @ ll) / total + penalizer * (params**2).sum()
-        gradient = -(grad @ weights) / total + 2 * penalizer * params
+        ll, grad = loglik(params)
+        value = -ll / total_weight + penalizer * (params**2).sum()
+        gradient = -grad / total_weight + 2 * penalizer * params
         return float(value), gradient * params  # chain rule: d/dlog(p) = p d/dp
 
     with np.errstate(all="ignore"):
@@ -83,7 +78,6 @@ def maximise(
             options={"maxiter": 5000, "ftol": 1e-15, "gtol": 1e-10},
         )
     params = np.exp(result.x)
-    ll, _ = loglik(params, data)
     # The tolerances ask for the last digits: a line search that cannot improve on them ends
     # "abnormally" at the optimum, which the gradient shows.
     stationary = np.abs(result.jac).max() < GRADIENT_TOLERANCE
@@ -93,14 +87,10 @@ def maximise(
             f"{model}: the fit did not converge ({result.message}). "
             "Hint: add a penalizer (for example 0.001) or use more customers"
         )
-
-    def total_gradient(p: np.ndarray) -> np.ndarray:
-        return -(loglik(p, data)[1] @ weights)
-
     with np.errstate(all="ignore"):
-        hess = _hessian(total_gradient, params)
+        hess = _hessian(lambda p: -loglik(p)[1], params)
         try:
             errors = np.sqrt(np.diag(np.linalg.inv(hess)))
         except np.linalg.LinAlgError:
             errors = np.full(params.size, np.nan)
-    return Fit(params, float(weights @ ll), errors, int(result.nit))
+    return Fit(params, float(loglik(params)[0]), errors, int(result.nit))

@@ -8,6 +8,9 @@
 * recency = last - first purchase period, T = ``as_of``'s period - first purchase period, in
   periods;
 * monetary_value = mean of the per-period sums except the first (0 for one-time buyers).
+
+Sums are exact in millionths of the currency unit, so the answers do not depend on the
+order of the rows.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ PERIODS: dict[str, tuple[str, dt.timedelta]] = {
     "h": ("1h", dt.timedelta(hours=1)),
 }
 RFM_COLUMNS = ("user_id", "frequency", "recency", "T", "monetary_value")
+MICROS = 1_000_000
 
 
 def period_length(period: str) -> dt.timedelta:
@@ -49,32 +53,42 @@ def rfm(
         user_id, frequency, recency, T, monetary_value (Float64, as lifetimes), sorted by user_id.
     """
     every, length = PERIODS[period][0], period_length(period)
-    purchases = events.filter(pl.col("event_type").cast(pl.String) == "purchase").select(
-        "user_id", start=pl.col("ts").dt.truncate(every), price=pl.col("price").cast(pl.Float64)
-    )
-    if as_of is None:
-        end = purchases.select(pl.col("start").max())
+    purchases = events.filter(pl.col("event_type").cast(pl.String) == "purchase")
+    if as_of is None:  # the last purchase's period, broadcast over the frame (no collect)
+        end = pl.col("ts").max().dt.truncate(every)
     else:
-        stamp = pl.lit(as_of).cast(pl.Datetime("us", "UTC")).dt.truncate(every)
-        end = purchases.select(stamp.alias("start")).head(1)
-    # Rows in one canonical order first, so that float sums do not depend on the input's.
+        end = pl.lit(as_of).cast(pl.Datetime("us", "UTC")).dt.truncate(every)
+    unit = length.total_seconds() * 1e6
     periods = (
-        purchases.join(end.rename({"start": "end"}), how="cross")
+        purchases.select(
+            "user_id",
+            start=pl.col("ts").dt.truncate(every),
+            end=end,
+            # money in whole millionths: exact integer sums, the same in any row order
+            micros=(pl.col("price").cast(pl.Float64) * MICROS).round().cast(pl.Int64),
+        )
         .filter(pl.col("start") <= pl.col("end"))
-        .sort("user_id", "start", "price")
-        .group_by("user_id", "start", maintain_order=True)
-        .agg(pl.col("price").sum(), pl.col("end").first())
+        .group_by("user_id", "start")
+        .agg(pl.col("micros").sum(), pl.col("end").first())
     )
-    unit = length.total_seconds()
-    in_periods = lambda delta: delta.dt.total_microseconds() / (unit * 1e6)  # noqa: E731
     first = pl.col("start").min()
     return (
-        periods.group_by("user_id", maintain_order=True)
+        periods.group_by("user_id")
         .agg(
             frequency=(pl.len() - 1).cast(pl.Float64),
-            recency=in_periods(pl.col("start").max() - first),
-            T=in_periods(pl.col("end").first() - first),
-            monetary_value=pl.col("price").filter(pl.col("start") != first).mean().fill_null(0.0),
+            recency=(pl.col("start").max() - first).dt.total_microseconds() / unit,
+            T=(pl.col("end").first() - first).dt.total_microseconds() / unit,
+            # all periods' spend less the first's (a filter here would not vectorise)
+            later=pl.col("micros").sum() - pl.col("micros").sort_by("start").first(),
+        )
+        .select(
+            "user_id",
+            "frequency",
+            "recency",
+            "T",
+            monetary_value=pl.when(pl.col("frequency") > 0)
+            .then(pl.col("later") / MICROS / pl.col("frequency"))
+            .otherwise(0.0),
         )
         .sort("user_id")
     )

@@ -4,8 +4,13 @@ holdout check when the log goes on after ``as_of``; written atomically under ``o
 Outputs:
     clv.parquet  user_id, frequency, recency, T, monetary_value, p_alive, expected_purchases,
                  expected_spend, clv (periods are days; one row per customer up to as_of)
-    fit.json     parameters, log-likelihoods, standard errors, and the holdout evaluation:
-                 predicted against actual purchases per frequency bucket, and the MAE
+    clv_by_segment.parquet  (with segments) customers, value and P(alive) per segment
+    fit.json     parameters, log-likelihoods, standard errors; the holdout evaluation
+                 (predicted against actual purchases per frequency bucket, and the MAE) on the
+                 purchases after as_of, or, when there are none, a backtest: the BG/NBD refitted
+                 BACKTEST_DAYS (at most a quarter of the log) before as_of and scored on those
+                 days; the P(alive) grid over
+                 frequency and recency at the longest T
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ from engine.io.atomic import write_parquet_atomic, write_text_atomic
 
 DAY = dt.timedelta(days=1)
 FREQUENCY_BUCKETS = 7  # holdout table rows: 0, 1, ..., 6 and "7+"
+BACKTEST_DAYS = 30
+ALIVE_GRID = 16  # P(alive) grid: frequencies 0..15, 16 recencies from 0 to T
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,32 @@ class ClvConfig:
 class ClvResult:
     customers: pl.DataFrame  # clv.parquet
     fit: dict[str, Any]  # fit.json
+    by_segment: pl.DataFrame | None = None  # clv_by_segment.parquet
+
+
+def _alive_grid(model: BetaGeo, age: float) -> list[dict[str, float]]:
+    """P(alive) of a customer of age ``age`` for each (frequency, recency) on a grid."""
+    x, t_x = np.meshgrid(np.arange(ALIVE_GRID, dtype=np.float64), np.linspace(0, age, ALIVE_GRID))
+    alive = model.p_alive(x.ravel(), t_x.ravel(), np.full(x.size, age))
+    return [
+        {"frequency": f, "recency": r, "p_alive": p}
+        for f, r, p in zip(x.ravel().tolist(), t_x.ravel().tolist(), alive.tolist(), strict=True)
+    ]
+
+
+def _by_segment(customers: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
+    return (
+        customers.join(segments.select("user_id", "segment_name"), on="user_id")
+        .group_by("segment_name")
+        .agg(
+            customers=pl.len(),
+            p_alive=pl.col("p_alive").mean(),
+            expected_purchases=pl.col("expected_purchases").sum(),
+            clv=pl.col("clv").sum(),
+            clv_per_customer=pl.col("clv").mean(),
+        )
+        .sort("clv", descending=True)
+    )
 
 
 def _holdout(
@@ -120,8 +153,11 @@ def _holdout(
     }
 
 
-def clv_stage(events: pl.LazyFrame, config: ClvConfig, out: Path) -> ClvResult:
-    """Fit and write ``out/clv.parquet`` and ``out/fit.json`` from validated events."""
+def clv_stage(
+    events: pl.LazyFrame, config: ClvConfig, out: Path, segments: pl.DataFrame | None = None
+) -> ClvResult:
+    """Fit and write ``out/clv.parquet`` and ``out/fit.json`` (and, given ``segments``
+    with user_id and segment_name, ``out/clv_by_segment.parquet``) from validated events."""
     last = events.select(pl.col("ts").max()).collect(engine="streaming").item()
     if last is None:
         raise DataValidationError("clv: no events. Hint: check the input and its as_of")
@@ -154,6 +190,12 @@ def clv_stage(events: pl.LazyFrame, config: ClvConfig, out: Path) -> ClvResult:
             )
         ),
     )
+    if last.date() > as_of.date():
+        holdout = _holdout(events, customers, transactions, as_of, last)
+        if holdout:
+            holdout["kind"] = "purchases after as_of"
+    else:
+        holdout = _backtest(events, as_of, config)
     fit = {
         "as_of": as_of.isoformat(),
         "period": "D",
@@ -172,15 +214,65 @@ def clv_stage(events: pl.LazyFrame, config: ClvConfig, out: Path) -> ClvResult:
             "standard_errors": spend.standard_errors_,
             "log_likelihood": spend.log_likelihood_,
         },
-        "holdout": _holdout(events, customers, transactions, as_of, last) if last > as_of else None,
+        "holdout": holdout,
+        "p_alive_grid": {"T": float(T.max()), "cells": _alive_grid(transactions, float(T.max()))},
     }
     out.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(customers, out / "clv.parquet")
+    by_segment = None
+    if segments is not None:
+        by_segment = _by_segment(customers, segments)
+        write_parquet_atomic(by_segment, out / "clv_by_segment.parquet")
     write_text_atomic(json.dumps(fit, indent=2, default=_json_default) + "\n", out / "fit.json")
-    return ClvResult(customers, fit)
+    return ClvResult(customers, fit, by_segment)
+
+
+def _backtest(events: pl.LazyFrame, as_of: dt.datetime, config: ClvConfig) -> dict[str, Any] | None:
+    """The BG/NBD refitted BACKTEST_DAYS (at most a quarter of the log) before ``as_of``,
+    scored on those days (None when the earlier window cannot identify the model)."""
+    first = events.select(pl.col("ts").min()).collect(engine="streaming").item()
+    days = min(BACKTEST_DAYS, max(1, int((as_of - first) / DAY) // 4))
+    cut = as_of - dt.timedelta(days=days)
+    earlier = rfm(events, as_of=cut).collect(engine="streaming")
+    try:
+        x, t_x, T = (earlier[c].to_numpy() for c in ("frequency", "recency", "T"))
+        model = BetaGeo(config.penalizer).fit(x, t_x, T)
+    except ModelFitError:
+        return None
+    holdout = _holdout(events, earlier, model, cut, as_of)
+    if holdout:
+        holdout["kind"] = f"backtest: refitted {days} days before as_of"
+    return holdout
 
 
 def _json_default(value: object) -> object:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def clv_note(value: ClvResult | str | None) -> str:
+    """One line for the report's notes: the fits, or why CLV was left out."""
+    if value is None:
+        return "CLV: not computed."
+    if isinstance(value, str):
+        return f"CLV: not fitted ({value})."
+    fit = value.fit
+    bg = ", ".join(f"{k} {v:.3g}" for k, v in fit["bgnbd"]["params"].items())
+    gg = ", ".join(f"{k} {v:.3g}" for k, v in fit["gamma_gamma"]["params"].items())
+    return (
+        f"CLV: BG/NBD ({bg}) and Gamma-Gamma ({gg}) on {fit['customers']:,} customers' daily "
+        f"purchases up to {fit['as_of'][:10]}; value over {fit['horizon_days']:g} days."
+    )
+
+
+def clv_tables(value: ClvResult | str | None) -> dict[str, pl.DataFrame | None]:
+    """The report's CLV tables (by segment, holdout by frequency, the P(alive) grid)."""
+    if not isinstance(value, ClvResult):
+        return {"clv_by_segment": None, "clv_holdout": None, "clv_alive": None}
+    holdout = value.fit["holdout"]
+    return {
+        "clv_by_segment": value.by_segment,
+        "clv_holdout": None if not holdout else pl.DataFrame(holdout["by_frequency"]),
+        "clv_alive": pl.DataFrame(value.fit["p_alive_grid"]["cells"]),
+    }

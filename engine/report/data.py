@@ -30,3 +30,6 @@ class ReportData:
     retention: pl.DataFrame | None = None  # engine.cohorts: cohort x period
     retention_by_segment: pl.DataFrame | None = None
     lifecycle: pl.DataFrame | None = None
+    clv_by_segment: pl.DataFrame | None = None  # engine.clv: value per segment
+    clv_holdout: pl.DataFrame | None = None  # predicted vs actual purchases by frequency
+    clv_alive: pl.DataFrame | None = None  # P(alive) over frequency x recency

@@ -26,6 +26,7 @@ from engine.report.charts import (
     esc,
 )
 from engine.report.data import ReportData
+from engine.report.value_charts import chart_alive, chart_clv_holdout, chart_clv_segments
 
 
 def _table(frame: pl.DataFrame, formats: dict[str, str] | None = None) -> str:
@@ -73,6 +74,9 @@ def build_report(data: ReportData) -> str:
         ("k", chart_k(data)),
         ("retention", chart_retention(data)),
         ("lifecycle", chart_lifecycle(data)),
+        ("clv_segments", chart_clv_segments(data)),
+        ("clv_holdout", chart_clv_holdout(data)),
+        ("clv_alive", chart_alive(data)),
     ]
     rendered = {
         name: fig.to_html(
@@ -159,6 +163,8 @@ def build_report(data: ReportData) -> str:
 {not_bought}</div>
 {card("retention")}
 {card("lifecycle")}
+{card("clv_segments")}
+<div class="grid">{card("clv_holdout")}{card("clv_alive")}</div>
 {card("agreement")}
 <div class="card"><h2>Notes</h2>{notes}</div>
 </main>"""
