@@ -99,6 +99,17 @@ def render_ci(results: Path) -> str:
                 f"DuckDB SQL of the same definitions **{coh['ratio_vs_duckdb']:.1f}x** slower",
             ]
         )
+    if "test_clv_vs_lifetimes" in info:
+        clv = info["test_clv_vs_lifetimes"]
+        rows.append(
+            [
+                f"CLV: rfm of {clv['purchases']:,} purchases, BG/NBD fit on "
+                f"{clv['customers']:,} customers",
+                f"fit {clv['fit_s'] * 1e3:.0f} ms",
+                f"lifetimes 0.11.3: rfm **{clv['ratio_rfm_vs_lifetimes']:.1f}x** slower, fit "
+                f"**{clv['ratio_fit_vs_lifetimes']:.1f}x** slower (same parameters)",
+            ]
+        )
     if "test_ingest_vs_duckdb_copy" in info:
         ing = info["test_ingest_vs_duckdb_copy"]
         rows.append(
@@ -338,7 +349,23 @@ def render_generator(results: Path) -> str:
     return text
 
 
+def render_clv(results: Path) -> str:
+    """CLV at scale against lifetimes (``python -m benchmarks.clv_study``)."""
+    rows = []
+    for row in json.loads((results / "clv.json").read_text())["rows"]:
+        if "lifetimes_s" in row:
+            peer = f"{row['lifetimes_s']:.2f} s: ours **{row['ratio']:.0f}x** faster"
+        else:
+            peer = row.get("lifetimes_error", "— (not run)")
+        size = f"{row['purchases']:,} purchases -> " if "purchases" in row else ""
+        rows.append(
+            [row["case"], f"{size}{row['customers']:,} customers", f"{row['ours_s']:.3f} s", peer]
+        )
+    return _table(["case", "size", "ours", "lifetimes 0.11.3, same data"], rows)
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
+    "clv": render_clv,
     "generator": render_generator,
     "foreign": render_foreign,
     "segments": render_segments,

@@ -8,8 +8,8 @@ segmentation of those features can be expected to do better. Two ceilings are re
 the raw money columns (avg_view_price, avg_order_value, revenue), which carry category taste
 when personas lean towards categories of different price (books against computers), and so
 is the ceiling of a segmentation that must not use taste. At separation 0 personas differ
-only in behaviour and the two agree; at 0.9 each persona also leans towards its own
-categories.
+only in behaviour and the two agree; at 0.3 (the default) each persona's users lean towards
+the persona's categories; at 1 their whole taste comes from them.
 
 Recorded per (separation, users): the ARI of each of five segmentation seeds, its ratio to
 the ceiling, the F1 of the "engaged non-buyers" segment against the planted window
@@ -38,7 +38,7 @@ from engine.io.dataset import load_dataset
 from engine.segments import segment
 from synth import SynthConfig, generate_dataset
 
-SEPARATIONS = (0.0, 0.5, 0.9)
+SEPARATIONS = (0.0, 0.3, 1.0)
 SEEDS = range(5)
 GUARD_OF_CEILING = 0.5
 GUARD_STABILITY = 0.9

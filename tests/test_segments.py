@@ -206,7 +206,7 @@ def test_empty_centres_are_dropped(small_features: pl.DataFrame) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("separation", [0.0, 0.9], ids=["behaviour-only", "default"])
+@pytest.mark.parametrize("separation", [0.0, 1.0], ids=["behaviour-only", "taste-led"])
 def test_personas_are_recovered_from_behaviour(tmp_path: Path, separation: float) -> None:
     """Whether or not personas lean towards categories, the segments come from behaviour:
     the same recovery at both separations, named as planted, stable across seeds. The
