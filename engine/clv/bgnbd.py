@@ -14,49 +14,78 @@ repeat purchase periods, recency t_x, age T), in periods. The log-likelihood (FH
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import digamma, gammaln, hyp2f1
+from scipy.special import digamma, gammaln, hyp2f1, polygamma
 
-from engine.clv._kernels import bgnbd_row_sums
-from engine.clv.likelihood import LogLik, ModelFitError, grouped, maximise
+from engine.clv._kernels import bgnbd_row_hessian
+from engine.clv.likelihood import LogLikHessian, ModelFitError, grouped, newton
 
 PARAMS = ("r", "alpha", "a", "b")
 
 
-def _loglik(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> LogLik:  # noqa: N803
-    """The weighted total log-likelihood and its gradient in (r, alpha, a, b).
+def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values and each row's index into them (by counting for small whole numbers)."""
+    if (
+        values.size
+        and values.min() >= 0
+        and values.max() < 2**20
+        and (values == np.floor(values)).all()
+    ):
+        whole = values.astype(np.int64)
+        present = np.bincount(whole) > 0
+        rank = np.cumsum(present) - 1
+        return np.flatnonzero(present).astype(np.float64), rank[whole]
+    distinct, index = np.unique(values, return_inverse=True)
+    return distinct, index.ravel()
+
+
+def _loglik(x: np.ndarray, t_x: np.ndarray, T: np.ndarray, w: np.ndarray) -> LogLikHessian:  # noqa: N803
+    """The weighted total log-likelihood, its gradient and Hessian in (r, alpha, a, b).
 
     Daily summaries hold few distinct frequencies, recencies and ages, so the special
-    functions are evaluated once per distinct value and gathered: per row only the mixture
-    of the alive and dropped-out branches is left.
+    functions are evaluated once per distinct value; per row only the mixture of the alive
+    and the dropped-out branches is left, summed in one pass (``_kernels``).
     """
-    ux, xi = np.unique(x, return_inverse=True)
-    ut, ti = np.unique(t_x, return_inverse=True)
-    uT, Ti = np.unique(T, return_inverse=True)  # noqa: N806
+    (ux, xi), (ut, ti), (uT, Ti) = (_codes(v) for v in (x, t_x, T))  # noqa: N806
     wx = np.bincount(xi, weights=w, minlength=ux.size)
     total = w.sum()
 
-    def loglik(params: np.ndarray) -> tuple[float, np.ndarray]:
+    def loglik(params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         r, alpha, a, b = params
         bx1 = np.where(ux > 0, b + ux - 1, 1.0)
         per_x = (
             gammaln(r + ux) - gammaln(r) + r * np.log(alpha)
             + gammaln(a + b) + gammaln(b + ux) - gammaln(b) - gammaln(a + b + ux)
         )  # fmt: skip
-        log_drop = np.where(ux > 0, np.log(a) - np.log(bx1), -np.inf)
-        both, log_mix, alpha_mix, w4, w4_bx1 = bgnbd_row_sums(
-            xi, ti, Ti, w, r + ux, log_drop, 1.0 / bx1,
-            np.log(alpha + uT), np.log(alpha + ut), 1.0 / (alpha + uT), 1.0 / (alpha + ut),
+        s = bgnbd_row_hessian(
+            xi, ti, Ti, w, r + ux, np.where(ux > 0, np.log(a) - np.log(bx1), -np.inf),
+            1.0 / bx1, np.log(alpha + uT), np.log(alpha + ut), 1.0 / (alpha + uT),
+            1.0 / (alpha + ut),
         )  # fmt: skip
         d_ab = digamma(a + b) - digamma(a + b + ux)
         gradient = np.array(
             [
-                wx @ (digamma(r + ux) - digamma(r) + np.log(alpha)) - log_mix,
-                r / alpha * total - alpha_mix,
-                wx @ d_ab + w4 / a,
-                wx @ (d_ab + digamma(b + ux) - digamma(b)) - w4_bx1,
+                wx @ (digamma(r + ux) - digamma(r) + np.log(alpha)) - s[1],
+                r / alpha * total - s[2],
+                wx @ d_ab + s[3] / a,
+                wx @ (d_ab + digamma(b + ux) - digamma(b)) - s[4],
             ]
         )
-        return float(wx @ per_x + both), gradient
+        q, qr, qa, qb, qrr, qra, qaa, qrb, qab, qbb = s[8:18]
+        t_ab = wx @ (polygamma(1, a + b) - polygamma(1, a + b + ux))
+        t_b = wx @ (polygamma(1, b + ux) - polygamma(1, b))
+        hessian = np.empty((4, 4))
+        hessian[0] = [
+            qrr + wx @ (polygamma(1, r + ux) - polygamma(1, r)),
+            -s[5] + qra + total / alpha,
+            -qr / a,
+            qrb,
+        ]
+        hessian[1, 1:] = [s[6] + qaa - r * total / alpha**2, -qa / a, qab]
+        hessian[2, 2:] = [(q - s[3]) / a**2 + t_ab, -qb / a + t_ab]
+        hessian[3, 3] = s[7] + qbb + t_ab + t_b
+        upper = np.triu_indices(4, 1)
+        hessian[(upper[1], upper[0])] = hessian[upper]
+        return float(wx @ per_x + s[0]), gradient, hessian
 
     return loglik
 
@@ -98,7 +127,7 @@ class BetaGeo:
             )
         gx, gt, gT, w = grouped(x, t_x, age, weights=weights)  # noqa: N806
         start = np.array([1.0, max(float(np.average(gT, weights=w)), 1e-3), 1.0, 1.0])
-        fit = maximise(_loglik(gx, gt, gT, w), w.sum(), start, self.penalizer, "BG/NBD")
+        fit = newton(_loglik(gx, gt, gT, w), w.sum(), start, self.penalizer, "BG/NBD")
         self.params_ = dict(zip(PARAMS, fit.params.tolist(), strict=True))
         self.log_likelihood_ = fit.log_likelihood
         self.standard_errors_ = dict(zip(PARAMS, fit.standard_errors.tolist(), strict=True))
