@@ -313,7 +313,11 @@ def render_generator(results: Path) -> str:
             f"{pct('buyers')} / {pct('repeat_buyers')}",
             "REES46: ~7% buy",
         ],
-        ["users first seen in the window (new)", pct("new_users"), "config new_users = 0.5"],
+        [
+            "users first seen in the window (new)",
+            pct("new_users"),
+            "new_users = 0.5 of all but the lapsed (15%)",
+        ],
         [
             "users inactive by the window's end (dropout or lapse)",
             pct("inactive_at_end"),
@@ -346,6 +350,14 @@ def render_generator(results: Path) -> str:
             f"(`{study['previous_rev']}`) in the same run:\n\n"
             + _table(["config", "version 2", "version 3", "ratio", "worker peak RSS"], vrows)
         )
+        year = study.get("year")
+        if year:
+            text += (
+                f"\nVersion 3 over {year['days']} days ({year['users']:,} users, "
+                f"{year['events']:,} events): {year['events_per_s'] / 1e6:.2f} M events/s, "
+                f"{year['vs_30_days']:.2f}x its 30-day speed per event, worker peak RSS "
+                f"{year['rss_mb']:.0f} MB.\n"
+            )
     return text
 
 

@@ -24,6 +24,7 @@ LogLikHessian = Callable[[np.ndarray], tuple[float, np.ndarray, np.ndarray]]
 NEWTON_ITERATIONS = 100
 MAX_LOG_STEP = 1.0
 NEWTON_TOLERANCE = 1e-9  # Newton converges quadratically: ask for more than L-BFGS-B can
+DECREMENT_FLOOR = 1e-16  # of the mean negative log-likelihood (a few units): its rounding
 
 
 class ModelFitError(ConfigError):
@@ -149,6 +150,8 @@ def newton(
         while np.abs(gradient).max() >= NEWTON_TOLERANCE and iterations < NEWTON_ITERATIONS:
             iterations += 1
             step = _newton_step(gradient, hessian)
+            if -(gradient @ step) < DECREMENT_FLOOR:
+                break  # the next step would gain less than the objective's rounding
             # at most a factor e per parameter per step: far from the optimum the quadratic
             # model can point absurdly far, where the likelihood is only rounding noise
             step *= min(1.0, MAX_LOG_STEP / np.abs(step).max())

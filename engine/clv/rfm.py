@@ -54,30 +54,33 @@ def rfm(
     """
     every, length = PERIODS[period][0], period_length(period)
     purchases = events.filter(pl.col("event_type").cast(pl.String) == "purchase")
-    if as_of is None:  # the last purchase's period, broadcast over the frame (no collect)
-        end = pl.col("ts").max().dt.truncate(every)
-    else:
-        end = pl.lit(as_of).cast(pl.Datetime("us", "UTC")).dt.truncate(every)
+    if as_of is None:  # the last purchase's period, carried as a column (no collect here)
+        purchases = purchases.with_columns(end=pl.col("ts").max().dt.truncate(every))
+        end, carried = pl.col("end"), ["end"]
+    else:  # a literal: twice as fast as a column carried through the group-bys
+        end, carried = pl.lit(as_of).cast(pl.Datetime("us", "UTC")).dt.truncate(every), []
     unit = length.total_seconds() * 1e6
     periods = (
         purchases.select(
             "user_id",
+            *carried,
             start=pl.col("ts").dt.truncate(every),
-            end=end,
             # money in whole millionths: exact integer sums, the same in any row order
             micros=(pl.col("price").cast(pl.Float64) * MICROS).round().cast(pl.Int64),
         )
-        .filter(pl.col("start") <= pl.col("end"))
+        .filter(pl.col("start") <= end)
         .group_by("user_id", "start")
-        .agg(pl.col("micros").sum(), pl.col("end").first())
+        .agg(pl.col("micros").sum(), *(pl.col(c).first() for c in carried))
     )
+    if carried:
+        end = end.first()
     first = pl.col("start").min()
     return (
         periods.group_by("user_id")
         .agg(
             frequency=(pl.len() - 1).cast(pl.Float64),
             recency=(pl.col("start").max() - first).dt.total_microseconds() / unit,
-            T=(pl.col("end").first() - first).dt.total_microseconds() / unit,
+            T=(end - first).dt.total_microseconds() / unit,
             # all periods' spend less the first's (a filter here would not vectorise)
             later=pl.col("micros").sum() - pl.col("micros").sort_by("start").first(),
         )
