@@ -41,3 +41,7 @@ class DatasetIOError(EcomscaleError, OSError):
     def unwritable(cls, target: str | Path, problem: str) -> DatasetIOError:
         """``cannot write to <target>: <problem>. Hint: choose another path``."""
         return cls(f"cannot write to {target}: {problem}. Hint: choose another path")
+
+
+class ModelFitError(EcomscaleError, ValueError):
+    """The data cannot identify a model, or its fit did not converge."""

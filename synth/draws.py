@@ -23,61 +23,61 @@ PEAK_HOUR = 20
 GAP_SIGMA = 1.3  # log-scale spread of in-session gaps
 
 
-def _day_cdf(config: SynthConfig) -> np.ndarray:
+def day_cdf(config: SynthConfig) -> np.ndarray:
     """The weekly-cycle CDF over the window's days, from 0 (before day 0) to 1 (after the last)."""
     weights = day_weights(config)
     return np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
 
 
-def _hour_cdf(config: SynthConfig) -> np.ndarray:
+def hour_cdf(config: SynthConfig) -> np.ndarray:
     ratio = config.diurnal_peak_to_trough
     amplitude = (ratio - 1) / (ratio + 1)
     weights = 1 + amplitude * np.cos(2 * np.pi * (np.arange(24) - PEAK_HOUR) / 24)
     return np.cumsum(weights) / weights.sum()
 
 
-def _uniform32(rng: np.random.Generator, n: int) -> np.ndarray:
+def uniform32(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.random(n, dtype=np.float32)
 
 
-def _bits16(rng: np.random.Generator, n: int) -> np.ndarray:
+def bits16(rng: np.random.Generator, n: int) -> np.ndarray:
     """n draws of a uniform integer in [0, U16), as uint16 (for Bernoulli trials)."""
     return rng.integers(0, U16, size=n, dtype=np.uint16)
 
 
-def _uniform16(rng: np.random.Generator, n: int) -> np.ndarray:
+def uniform16(rng: np.random.Generator, n: int) -> np.ndarray:
     """n draws of a uniform integer in [0, U16), as intp (ready to index a table)."""
     return rng.integers(0, U16, size=n, dtype=np.uint16).astype(np.intp)
 
 
-def _u16_threshold(prob: np.ndarray | float) -> np.ndarray:
+def u16_threshold(prob: np.ndarray | float) -> np.ndarray:
     """``u < threshold`` for a 16-bit uniform ``u`` holds with probability ``prob``
     (to 1/65,536)."""
     return np.rint(np.asarray(prob) * U16).astype(np.int32)
 
 
-def _cell_midpoints() -> np.ndarray:
+def cell_midpoints() -> np.ndarray:
     """Probabilities at the middle of the 65,536 cells of a 16-bit uniform: an inverse CDF
     evaluated there is a table that turns a 16-bit uniform into the distribution's draw."""
     return (np.arange(U16) + 0.5) / U16
 
 
 @functools.cache
-def _normal_quantiles() -> np.ndarray:
+def normal_quantiles() -> np.ndarray:
     """Standard normal quantiles at the cell midpoints (once per process: 65,536 calls of
     the stdlib's inv_cdf, halved by symmetry)."""
-    lower = _cell_midpoints()[: U16 // 2].tolist()
+    lower = cell_midpoints()[: U16 // 2].tolist()
     z = np.array([statistics.NormalDist().inv_cdf(q) for q in lower])
     return np.concatenate([z, -z[::-1]])
 
 
-def _gap_table(config: SynthConfig) -> np.ndarray:
+def gap_table(config: SynthConfig) -> np.ndarray:
     """In-session gaps in microseconds (int64): lognormal quantiles, capped below the timeout."""
-    gap_s = np.exp(np.log(config.gap_median_s) + GAP_SIGMA * _normal_quantiles())
+    gap_s = np.exp(np.log(config.gap_median_s) + GAP_SIGMA * normal_quantiles())
     return (np.clip(gap_s, 1.0, MAX_GAP_S) * US_PER_S).astype(np.int64)
 
 
-def _grid_searchsorted(
+def grid_searchsorted(
     edges: np.ndarray, lo: float, hi: float, cells: int = 4096
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``np.searchsorted(edges, q, side="right")`` for q in [lo, hi), exactly, but faster.

@@ -48,16 +48,16 @@ from synth.catalogue import (
 from synth.config import PERSONAS, SynthConfig
 from synth.draws import (
     US_PER_S,
-    _bits16,
-    _cell_midpoints,
-    _day_cdf,
-    _gap_table,
-    _grid_searchsorted,
-    _hour_cdf,
-    _normal_quantiles,
-    _u16_threshold,
-    _uniform16,
-    _uniform32,
+    bits16,
+    cell_midpoints,
+    day_cdf,
+    gap_table,
+    grid_searchsorted,
+    hour_cdf,
+    normal_quantiles,
+    u16_threshold,
+    uniform16,
+    uniform32,
 )
 from synth.process import Latent, Walk, draw_latent, truth_tables, walk_sessions
 from synth.users import MAX_FAVOURITES, U16, US_PER_DAY, UserDraws, category_table, epoch_us
@@ -72,7 +72,7 @@ def _persona_arrays(config: SynthConfig) -> dict[str, np.ndarray]:
     specs = [config.personas[p] for p in PERSONAS]
     return {
         "log_len_median": np.log([s.session_len_median for s in specs]),
-        "cart_u16": _u16_threshold(np.array([s.browse_cart_prob for s in specs])),
+        "cart_u16": u16_threshold(np.array([s.browse_cart_prob for s in specs])),
         "bargain": np.array([s.bargain for s in specs]),
     }
 
@@ -111,24 +111,24 @@ class Behaviour:
     """What the model derives from the config alone: built once per part, not per block."""
 
     personas: dict[str, np.ndarray]  # per-persona parameters, indexed by persona code
-    day_cdf: np.ndarray  # (days + 1,) the weekly-cycle CDF before each day (_day_cdf)
+    day_cdf: np.ndarray  # (days + 1,) the weekly-cycle CDF before each day (draws.day_cdf)
     day_of: Callable[[np.ndarray], np.ndarray]  # uniform -> day index (weekly cycle)
     hour_at: np.ndarray  # 16-bit uniform -> hour (diurnal cycle)
-    gap_at: np.ndarray  # 16-bit uniform -> in-session gap in microseconds (_gap_table)
+    gap_at: np.ndarray  # 16-bit uniform -> in-session gap in microseconds (draws.gap_table)
     category_at: np.ndarray  # persona * U16 + 16-bit uniform -> category (prior)
     focus_u16: int  # a 16-bit uniform below this picks a favourite category
 
 
 def behaviour(config: SynthConfig) -> Behaviour:
-    day_cdf = _day_cdf(config)
+    cdf = day_cdf(config)
     return Behaviour(
         personas=_persona_arrays(config),
-        day_cdf=day_cdf,
-        day_of=_grid_searchsorted(day_cdf[1:], 0.0, 1.0),
-        hour_at=_grid_searchsorted(_hour_cdf(config), 0.0, 1.0)(_cell_midpoints()).astype(np.int8),
-        gap_at=_gap_table(config),
+        day_cdf=cdf,
+        day_of=grid_searchsorted(cdf[1:], 0.0, 1.0),
+        hour_at=grid_searchsorted(hour_cdf(config), 0.0, 1.0)(cell_midpoints()).astype(np.int8),
+        gap_at=gap_table(config),
         category_at=category_table(config),
-        focus_u16=int(_u16_threshold(config.taste_focus)),
+        focus_u16=int(u16_threshold(config.taste_focus)),
     )
 
 
@@ -166,7 +166,7 @@ def _sessions(
     last[_segment_starts(n_sessions)[users.new]] = users.arrival_day[users.new] + 1
     low, high = model.day_cdf[arrival], model.day_cdf[last]
     day = np.clip(model.day_of(low + rng.random(n_s) * (high - low)), arrival, last - 1)
-    hour = model.hour_at[_bits16(rng, n_s)]
+    hour = model.hour_at[bits16(rng, n_s)]
     start = (
         epoch_us(config.start)
         + day * US_PER_DAY
@@ -174,11 +174,11 @@ def _sessions(
         + rng.integers(0, 3600 * US_PER_S, size=n_s)
     )
     persona = users.persona[s_user]
-    z = _normal_quantiles()[_uniform16(rng, n_s)]
+    z = normal_quantiles()[uniform16(rng, n_s)]
     log_length = model.personas["log_len_median"][persona] + config.session_len_sigma * z
     length = np.clip(np.rint(np.exp(log_length)), 1, 300).astype(np.int64)
     items = 1 + (rng.random(n_s) < 0.25) + (rng.random(n_s) < 0.05)
-    category_u16 = _uniform16(rng, n_s)
+    category_u16 = uniform16(rng, n_s)
 
     # Order by (user, start): one int64 key (block-local user index above the start offset)
     # sorts faster than a lexsort.
@@ -236,7 +236,7 @@ def events_block(
     per_event = lambda values: np.repeat(values, length)  # noqa: E731 (a gather, but faster)
 
     # Event times: a running sum of gaps, taken relative to the session's first event.
-    running = np.cumsum(model.gap_at[_uniform16(rng, n_e)])
+    running = np.cumsum(model.gap_at[uniform16(rng, n_e)])
     duration = running[last_event] - running[first_event]
 
     # Push sessions apart: start_i >= end_{i-1} + timeout + 1 s, per user.
@@ -268,7 +268,7 @@ def events_block(
     fixed[tail_idx] = True
     e_persona = per_event(s_persona)
     cart_u16 = model.personas["cart_u16"][e_persona]
-    browse_cart = ~fixed & (_bits16(rng, n_e) < cart_u16)
+    browse_cart = ~fixed & (bits16(rng, n_e) < cart_u16)
     browse_idx = np.flatnonzero(browse_cart)
     event_type[browse_idx] = ADD_TO_CART
     nxt = browse_idx + 1
@@ -280,14 +280,14 @@ def events_block(
     # --- products --------------------------------------------------------------------------
     e_session = per_event(np.arange(n_s))
     s_cat = _category_draw(
-        model, users, s_user, s_persona, sessions.category_u16, _uniform16(rng, n_s)
+        model, users, s_user, s_persona, sessions.category_u16, uniform16(rng, n_s)
     )
     e_cat = per_event(s_cat)
     # One 16-bit draw routes each event: below ``sticky_below`` a view shows a product of the
     # session's collection (below); of the rest, the top 30% draw their own category (loose),
     # the others keep the session's.
-    route = _bits16(rng, n_e)
-    sticky_below = int(_u16_threshold(config.collection_stickiness))
+    route = bits16(rng, n_e)
+    sticky_below = int(u16_threshold(config.collection_stickiness))
     loose_from = sticky_below + round((U16 - sticky_below) * SESSION_CATEGORY_STICKINESS)
     loose = np.flatnonzero(route >= loose_from)
     e_cat[loose] = _category_draw(
@@ -295,10 +295,10 @@ def events_block(
         users,
         s_user[e_session[loose]],
         e_persona[loose],
-        _uniform16(rng, loose.size),
-        _uniform16(rng, loose.size),
+        uniform16(rng, loose.size),
+        uniform16(rng, loose.size),
     )
-    rank_plus_one = np.exp(_uniform32(rng, n_e) * catalogue.log_size[e_cat]).astype(np.int64)
+    rank_plus_one = np.exp(uniform32(rng, n_e) * catalogue.log_size[e_cat]).astype(np.int64)
     position = (catalogue.cat_offset - 1)[e_cat] + rank_plus_one
     bargain_idx = np.flatnonzero(model.personas["bargain"][e_persona])
     position[bargain_idx] = catalogue.cheapest_at[position[bargain_idx]]
@@ -337,7 +337,7 @@ def events_block(
     product[bought] = product[bought - (tail_m[is_bought] + tail_from_end[is_bought] + 1)]
 
     # --- prices ----------------------------------------------------------------------------
-    promo = _bits16(rng, n_e) < _u16_threshold(config.promo_prob)
+    promo = bits16(rng, n_e) < u16_threshold(config.promo_prob)
     promo[bargain_idx[event_type[bargain_idx] != VIEW]] = True
     promo_idx = np.flatnonzero(promo)
     price = catalogue.base_price[product]

@@ -3,7 +3,6 @@ and the generator's planted purchase process."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 import subprocess
@@ -16,7 +15,7 @@ import pytest
 
 from engine.clv import BetaGeo, GammaGamma, ModelFitError, clv, rfm
 from synth import SynthConfig, generate_dataset
-from synth.config import _default_personas
+from tests.test_synth_truths import _loyal_only
 
 pd = pytest.importorskip("pandas")
 lifetimes = pytest.importorskip("lifetimes")
@@ -174,13 +173,7 @@ def test_recovers_the_generators_planted_process(tmp_path: Path) -> None:
     """On the loyal buyers of a 120-day synthetic log, our rfm (hourly) and BG/NBD land on the
     planted (r, alpha, a, b) within three standard errors plus 6% (see the generator's test),
     and the holdout's purchases come within 10% of the prediction."""
-    personas = {
-        name: dataclasses.replace(
-            spec, share=0.5 if name in ("loyal_buyer", "casual_browser") else 0.0
-        )
-        for name, spec in _default_personas().items()
-    }
-    config = SynthConfig(users=40_000, products=2000, days=150, seed=1, personas=personas)
+    config = _loyal_only(users=40_000, days=150, seed=1)
     generate_dataset(config, tmp_path / "d")
     truth = pl.scan_parquet(tmp_path / "d" / "truth" / "personas.parquet")
     events = pl.scan_parquet(tmp_path / "d" / "events" / "*.parquet").join(

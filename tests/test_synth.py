@@ -26,14 +26,8 @@ from engine.schema import (
 )
 from synth import PERSONAS, SynthConfig, arrow, from_preset, generate_dataset
 from synth.config import ExperimentSpec
-from synth.events import (
-    U16,
-    _category_draw,
-    _gap_table,
-    _grid_searchsorted,
-    _u16_threshold,
-    behaviour,
-)
+from synth.draws import gap_table, grid_searchsorted, u16_threshold
+from synth.events import U16, _category_draw, behaviour
 from synth.users import UserDraws, category_table, taste_prior
 from synth.writer import sha256_file
 
@@ -225,7 +219,7 @@ def test_grid_searchsorted_equals_searchsorted(
     # Queries on and next to the edges: where rounding could pick the wrong grid cell.
     q = np.concatenate([q, edges_arr, np.nextafter(edges_arr, 0.0), np.nextafter(edges_arr, 6.0)])
     q = q[(q >= 0.0) & (q < 6.0)]
-    lookup = _grid_searchsorted(edges_arr, 0.0, 6.0, cells)
+    lookup = grid_searchsorted(edges_arr, 0.0, 6.0, cells)
     np.testing.assert_array_equal(lookup(q), np.searchsorted(edges_arr, q, side="right"))
 
 
@@ -262,11 +256,11 @@ def test_inverse_cdf_tables_draw_their_distributions() -> None:
     # Gaps: the lognormal's quantiles at the cell midpoints, capped to [1 s, 29 min].
     q = (np.arange(U16) + 0.5) / U16
     expected = np.clip(lognorm.ppf(q, s=1.3, scale=45.0), 1.0, 29 * 60.0)
-    np.testing.assert_allclose(_gap_table(config) / 1e6, expected, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(gap_table(config) / 1e6, expected, rtol=1e-9, atol=1e-6)
     # Bernoulli trials: u < threshold for exactly round(p * 65,536) of the 65,536 values.
     u = np.arange(U16)
     for prob in (0.0, 0.05, 0.7, 1.0):
-        assert (u < _u16_threshold(prob)).sum() == round(prob * U16)
+        assert (u < u16_threshold(prob)).sum() == round(prob * U16)
 
 
 def test_arrow_helpers_equal_pa_array() -> None:

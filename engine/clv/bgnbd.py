@@ -17,7 +17,8 @@ import numpy as np
 from scipy.special import digamma, gammaln, hyp2f1, polygamma
 
 from engine.clv._kernels import bgnbd_row_hessian
-from engine.clv.likelihood import LogLikHessian, ModelFitError, grouped, newton
+from engine.clv.likelihood import LogLikHessian, grouped, newton
+from engine.exceptions import ConfigError, ModelFitError
 
 PARAMS = ("r", "alpha", "a", "b")
 
@@ -101,7 +102,7 @@ class BetaGeo:
 
     def __init__(self, penalizer: float = 0.0) -> None:
         if penalizer < 0:
-            raise ModelFitError(f"penalizer must be >= 0, got {penalizer}")
+            raise ConfigError.out_of_range("penalizer", ">= 0", penalizer)
         self.penalizer = penalizer
 
     def fit(

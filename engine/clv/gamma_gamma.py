@@ -14,7 +14,8 @@ import numpy as np
 from scipy.special import digamma, gammaln
 
 from engine.clv.bgnbd import BetaGeo
-from engine.clv.likelihood import LogLik, ModelFitError, grouped, maximise
+from engine.clv.likelihood import LogLik, grouped, maximise
+from engine.exceptions import ConfigError, ModelFitError
 
 PARAMS = ("p", "q", "v")
 
@@ -49,7 +50,7 @@ class GammaGamma:
 
     def __init__(self, penalizer: float = 0.0) -> None:
         if penalizer < 0:
-            raise ModelFitError(f"penalizer must be >= 0, got {penalizer}")
+            raise ConfigError.out_of_range("penalizer", ">= 0", penalizer)
         self.penalizer = penalizer
 
     def fit(
@@ -105,7 +106,7 @@ def clv(
     (from the BG/NBD) times the expected spend, discounted by (1 + discount_rate) per step
     (lifetimes' ``customer_lifetime_value`` with steps of ``step`` periods)."""
     if horizon <= 0 or step <= 0 or discount_rate < 0:
-        raise ModelFitError("clv: horizon and step must be > 0 and discount_rate >= 0")
+        raise ConfigError("clv: horizon and step must be > 0 and discount_rate >= 0")
     value = spend.expected_spend(frequency, monetary_value)
     total = np.zeros(np.shape(frequency))
     previous = np.zeros(np.shape(frequency))

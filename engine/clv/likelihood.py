@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from engine.exceptions import ConfigError
+from engine.exceptions import ModelFitError
 
 GRADIENT_TOLERANCE = 1e-6  # of the mean log-likelihood, per log-parameter
 LogLik = Callable[[np.ndarray], tuple[float, np.ndarray]]
@@ -25,10 +25,6 @@ NEWTON_ITERATIONS = 100
 MAX_LOG_STEP = 1.0
 NEWTON_TOLERANCE = 1e-9  # Newton converges quadratically: ask for more than L-BFGS-B can
 DECREMENT_FLOOR = 1e-16  # of the mean negative log-likelihood (a few units): its rounding
-
-
-class ModelFitError(ConfigError):
-    """The data cannot identify the model, or the optimiser did not converge."""
 
 
 @dataclass(frozen=True)

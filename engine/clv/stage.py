@@ -26,9 +26,8 @@ import polars as pl
 
 from engine.clv.bgnbd import BetaGeo
 from engine.clv.gamma_gamma import GammaGamma, clv
-from engine.clv.likelihood import ModelFitError
 from engine.clv.rfm import rfm
-from engine.exceptions import ConfigError, DataValidationError
+from engine.exceptions import ConfigError, DataValidationError, ModelFitError
 from engine.io.atomic import write_parquet_atomic, write_text_atomic
 
 DAY = dt.timedelta(days=1)
