@@ -232,6 +232,7 @@ def test_clv_command_writes_values_and_a_holdout(tmp_path: Path) -> None:
     assert values["p_alive"].is_between(0, 1).all() and (values["clv"] >= 0).all()
     fit = json.loads((out / "fit.json").read_text())
     assert set(fit["bgnbd"]["params"]) == {"r", "alpha", "a", "b"}
+    assert isinstance(fit["warnings"], list)
     holdout = fit["holdout"]
     assert holdout["days"] == 15 and holdout["customers"] == values.height
     assert abs(holdout["predicted_total"] / holdout["actual_total"] - 1) < 0.25
@@ -243,3 +244,14 @@ def test_clv_command_writes_values_and_a_holdout(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0, proc.stderr
     assert "no customer bought twice" in proc.stderr
+
+
+def test_an_unidentified_heterogeneity_is_reported() -> None:
+    """A 30-day log pins the mean dropout but not its spread: a and b run off together. The
+    fit says so instead of presenting a point mass as a Beta."""
+    from engine.clv.stage import _warnings
+
+    notes = _warnings({"r": 0.25, "alpha": 8.7, "a": 5.7e5, "b": 5.3e6})
+    assert len(notes) == 1 and "dropout heterogeneity not identified" in notes[0]
+    assert "0.097" in notes[0]  # a / (a + b): the one dropout probability left
+    assert _warnings({"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}) == []

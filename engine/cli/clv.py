@@ -85,6 +85,8 @@ def clv(
     with console.status("clv: fitting BG/NBD and Gamma-Gamma"):
         result = clv_from_data(dataset, config, out, policy)
     console.print(_fit_table(result.fit))
+    for warning in result.fit["warnings"]:
+        console.print(f"[yellow]note:[/] {warning}")
     holdout = result.fit["holdout"]
     if holdout:
         console.print(

@@ -33,6 +33,8 @@ from engine.io.atomic import write_parquet_atomic, write_text_atomic
 DAY = dt.timedelta(days=1)
 FREQUENCY_BUCKETS = 7  # holdout table rows: 0, 1, ..., 6 and "7+"
 BACKTEST_DAYS = 30
+# A Beta or Gamma shape beyond this means the data pin only its mean (a point mass).
+UNIDENTIFIED = 1e4
 ALIVE_GRID = 16  # P(alive) grid: frequencies 0..15, 16 recencies from 0 to T
 
 
@@ -67,6 +69,23 @@ class ClvResult:
     customers: pl.DataFrame  # clv.parquet
     fit: dict[str, Any]  # fit.json
     by_segment: pl.DataFrame | None = None  # clv_by_segment.parquet
+
+
+def _warnings(params: dict[str, float]) -> list[str]:
+    """What the fit could not tell apart, in words (for fit.json and the report)."""
+    notes = []
+    a, b, r = params["a"], params["b"], params["r"]
+    if a + b > UNIDENTIFIED:
+        notes.append(
+            f"dropout heterogeneity not identified (a + b = {a + b:.3g}): every customer gets "
+            f"the same dropout probability {a / (a + b):.3f}; a longer window or a penalizer helps"
+        )
+    if r > UNIDENTIFIED:
+        notes.append(
+            f"purchase-rate heterogeneity not identified (r = {r:.3g}): customers share one rate "
+            f"{r / params['alpha']:.4f} per day"
+        )
+    return notes
 
 
 def _alive_grid(model: BetaGeo, age: float) -> list[dict[str, float]]:
@@ -214,6 +233,7 @@ def clv_stage(
             "log_likelihood": spend.log_likelihood_,
         },
         "holdout": holdout,
+        "warnings": _warnings(transactions.params_),
         "p_alive_grid": {"T": float(T.max()), "cells": _alive_grid(transactions, float(T.max()))},
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -259,9 +279,10 @@ def clv_note(value: ClvResult | str | None) -> str:
     fit = value.fit
     bg = ", ".join(f"{k} {v:.3g}" for k, v in fit["bgnbd"]["params"].items())
     gg = ", ".join(f"{k} {v:.3g}" for k, v in fit["gamma_gamma"]["params"].items())
+    warnings = "".join(f" Note: {w}." for w in fit.get("warnings", []))
     return (
         f"CLV: BG/NBD ({bg}) and Gamma-Gamma ({gg}) on {fit['customers']:,} customers' daily "
-        f"purchases up to {fit['as_of'][:10]}; value over {fit['horizon_days']:g} days."
+        f"purchases up to {fit['as_of'][:10]}; value over {fit['horizon_days']:g} days.{warnings}"
     )
 
 
