@@ -15,18 +15,12 @@ from collections.abc import Callable
 import numpy as np
 
 from synth.config import SynthConfig
-from synth.users import U16, day_weights
+from synth.users import U16
 
 US_PER_S = 1_000_000
 MAX_GAP_S = 29 * 60.0
 PEAK_HOUR = 20
 GAP_SIGMA = 1.3  # log-scale spread of in-session gaps
-
-
-def day_cdf(config: SynthConfig) -> np.ndarray:
-    """The weekly-cycle CDF over the window's days, from 0 (before day 0) to 1 (after the last)."""
-    weights = day_weights(config)
-    return np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
 
 
 def hour_cdf(config: SynthConfig) -> np.ndarray:

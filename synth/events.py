@@ -50,7 +50,6 @@ from synth.draws import (
     US_PER_S,
     bits16,
     cell_midpoints,
-    day_cdf,
     gap_table,
     grid_searchsorted,
     hour_cdf,
@@ -60,7 +59,15 @@ from synth.draws import (
     uniform32,
 )
 from synth.process import Latent, Walk, draw_latent, truth_tables, walk_sessions
-from synth.users import MAX_FAVOURITES, U16, US_PER_DAY, UserDraws, category_table, epoch_us
+from synth.users import (
+    MAX_FAVOURITES,
+    U16,
+    US_PER_DAY,
+    UserDraws,
+    category_table,
+    day_cdf,
+    epoch_us,
+)
 
 SESSION_TIMEOUT_US = 30 * 60 * US_PER_S
 REMOVE_AFTER_CART_PROB = 0.75
@@ -111,7 +118,7 @@ class Behaviour:
     """What the model derives from the config alone: built once per part, not per block."""
 
     personas: dict[str, np.ndarray]  # per-persona parameters, indexed by persona code
-    day_cdf: np.ndarray  # (days + 1,) the weekly-cycle CDF before each day (draws.day_cdf)
+    day_cdf: np.ndarray  # (days + 1,) the weekly-cycle CDF before each day (users.day_cdf)
     day_of: Callable[[np.ndarray], np.ndarray]  # uniform -> day index (weekly cycle)
     hour_at: np.ndarray  # 16-bit uniform -> hour (diurnal cycle)
     gap_at: np.ndarray  # 16-bit uniform -> in-session gap in microseconds (draws.gap_table)

@@ -233,7 +233,6 @@ def truth_tables(
     """
     n = users.persona.size
     user_id = np.arange(first_user, first_user + n, dtype=np.uint32)
-    inactive = inactive_ts
     ts_type = pa.timestamp("us", tz="UTC")
     has_spend = np.isfinite(latent.spend_rate)
     mean_spend = latent.spend_shape / np.where(has_spend, latent.spend_rate, 1.0)
@@ -244,9 +243,9 @@ def truth_tables(
             "purchase_rate": arrow.numbers(latent.rate),
             "dropout": arrow.numbers(np.nan_to_num(latent.dropout), null=np.isnan(latent.dropout)),
             "mean_spend": arrow.numbers(mean_spend, null=~has_spend),
-            "inactive_ts": arrow.numbers(inactive, ts_type, null=inactive < 0),
+            "inactive_ts": arrow.numbers(inactive_ts, ts_type, null=inactive_ts < 0),
             "expected_purchases_30d": arrow.numbers(
-                expected_purchases(latent, walk.uplift, (inactive < 0) & walk.born)
+                expected_purchases(latent, walk.uplift, (inactive_ts < 0) & walk.born)
             ),
         },
         schema=arrow_schema(PURCHASE_PROCESS_SCHEMA),

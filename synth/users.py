@@ -64,6 +64,12 @@ def day_weights(config: SynthConfig) -> np.ndarray:
     return 1 + config.weekly_amplitude * np.cos(2 * np.pi * (weekday - PEAK_WEEKDAY) / 7)
 
 
+def day_cdf(config: SynthConfig) -> np.ndarray:
+    """The weekly-cycle CDF over the window's days, from 0 (before day 0) to 1 (after the last)."""
+    weights = day_weights(config)
+    return np.concatenate([[0.0], np.cumsum(weights) / weights.sum()])
+
+
 def taste_prior(config: SynthConfig) -> np.ndarray:
     """Array (n_personas, n_categories): each persona's expected category mix."""
     market = np.array([share for _, _, share in CATEGORIES])
@@ -124,8 +130,7 @@ def users_block(
     # Lapsing personas are former regulars: returning users who stop at their own time.
     lapsing = np.array([config.personas[p].mean_active_days is not None for p in PERSONAS])
     new = (rng.random(n) < config.new_users) & ~lapsing[persona]
-    day_cdf = np.cumsum(day_weights(config))
-    arrival_day = np.searchsorted(day_cdf / day_cdf[-1], rng.random(n), side="right")
+    arrival_day = np.searchsorted(day_cdf(config)[1:], rng.random(n), side="right")
     arrival_day = np.where(new, np.minimum(arrival_day, config.days - 1), 0)
     signup = np.where(new, epoch_us(config.start) + arrival_day * US_PER_DAY, signup)
     users = pa.table(

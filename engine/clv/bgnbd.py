@@ -17,7 +17,7 @@ import numpy as np
 from scipy.special import digamma, gammaln, hyp2f1, polygamma
 
 from engine.clv._kernels import bgnbd_row_hessian
-from engine.clv.likelihood import LogLikHessian, grouped, newton
+from engine.clv.likelihood import LogLikHessian, grouped, newton, small_whole
 from engine.exceptions import ConfigError, ModelFitError
 
 PARAMS = ("r", "alpha", "a", "b")
@@ -25,12 +25,7 @@ PARAMS = ("r", "alpha", "a", "b")
 
 def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct values and each row's index into them (by counting for small whole numbers)."""
-    if (
-        values.size
-        and values.min() >= 0
-        and values.max() < 2**20
-        and (values == np.floor(values)).all()
-    ):
+    if small_whole(values):
         whole = values.astype(np.int64)
         present = np.bincount(whole) > 0
         rank = np.cumsum(present) - 1

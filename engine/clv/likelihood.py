@@ -54,13 +54,22 @@ def grouped(*columns: np.ndarray, weights: np.ndarray | None = None) -> tuple[np
     return (*(c[starts] for c in ordered), np.add.reduceat(w[order], starts))
 
 
+def small_whole(values: np.ndarray) -> bool:
+    """Every value a whole number in [0, 2^20): daily counts and ages, which can be counted
+    or packed into integer keys instead of sorted as floats."""
+    return bool(
+        values.size
+        and values.min() >= 0
+        and values.max() < 2**20
+        and (values == np.floor(values)).all()
+    )
+
+
 def _packed_key(cols: list[np.ndarray]) -> np.ndarray | None:
     """One int64 that orders rows as the columns do, when every value is a small whole number."""
-    spans = []
-    for c in cols:
-        if not (np.all(c >= 0) and np.all(c == np.floor(c)) and c.max() < 2**20):
-            return None
-        spans.append(int(c.max()) + 1)
+    if not all(small_whole(c) for c in cols):
+        return None
+    spans = [int(c.max()) + 1 for c in cols]
     key = np.zeros(cols[0].size, dtype=np.int64)
     for c, span in zip(cols, spans, strict=True):
         key = key * span + c.astype(np.int64)
@@ -124,8 +133,8 @@ def newton(
 ) -> Fit:
     """Maximum (penalised) likelihood by Newton's method on log(params), with an exact
     Hessian: a step solves H d = -g (H shifted until it is positive definite, far from the
-    optimum), then backtracks until the objective falls. A handful of iterations where a
-    quasi-Newton method needs dozens; the same Hessian gives the standard errors. Should the
+    optimum), then backtracks until the objective falls. Far fewer iterations than a
+    quasi-Newton method, and the same Hessian gives the standard errors. Should the
     steps stall short of the optimum (a flat likelihood, float precision), L-BFGS-B takes over
     from where they stopped."""
     last: dict[str, tuple[float, np.ndarray, np.ndarray]] = {}

@@ -176,7 +176,8 @@ def clv_stage(
 ) -> ClvResult:
     """Fit and write ``out/clv.parquet`` and ``out/fit.json`` (and, given ``segments``
     with user_id and segment_name, ``out/clv_by_segment.parquet``) from validated events."""
-    last = events.select(pl.col("ts").max()).collect(engine="streaming").item()
+    bounds = events.select(pl.col("ts").min(), pl.col("ts").max().alias("last"))
+    first, last = bounds.collect(engine="streaming").row(0)
     if last is None:
         raise DataValidationError("clv: no events. Hint: check the input and its as_of")
     as_of = config.as_of or last
@@ -213,7 +214,7 @@ def clv_stage(
         if holdout:
             holdout["kind"] = "purchases after as_of"
     else:
-        holdout = _backtest(events, as_of, config)
+        holdout = _backtest(events, first, as_of, config)
     fit = {
         "as_of": as_of.isoformat(),
         "period": "D",
@@ -246,10 +247,11 @@ def clv_stage(
     return ClvResult(customers, fit, by_segment)
 
 
-def _backtest(events: pl.LazyFrame, as_of: dt.datetime, config: ClvConfig) -> dict[str, Any] | None:
-    """The BG/NBD refitted BACKTEST_DAYS (at most a quarter of the log) before ``as_of``,
-    scored on those days (None when the earlier window cannot identify the model)."""
-    first = events.select(pl.col("ts").min()).collect(engine="streaming").item()
+def _backtest(
+    events: pl.LazyFrame, first: dt.datetime, as_of: dt.datetime, config: ClvConfig
+) -> dict[str, Any] | None:
+    """The BG/NBD refitted BACKTEST_DAYS (at most a quarter of the log from ``first``) before
+    ``as_of``, scored on those days (None when the earlier window cannot identify the model)."""
     days = min(BACKTEST_DAYS, max(1, int((as_of - first) / DAY) // 4))
     cut = as_of - dt.timedelta(days=days)
     earlier = rfm(events, as_of=cut).collect(engine="streaming")
