@@ -1,4 +1,5 @@
-"""One stage on its own, as the commands ``ecomscale report``, ``cohorts`` and ``clv`` run it:
+"""One stage on its own, as the commands ``ecomscale report``, ``cohorts``, ``clv`` and
+``predict`` run it:
 validate the events, call the stage, write under the given folder. The whole run is
 ``engine.pipeline``."""
 
@@ -19,8 +20,11 @@ from engine.insights import Insights
 from engine.insights.stage import INSIGHT_FEATURE_COLUMNS
 from engine.io.dataset import Dataset, require_file_columns
 from engine.pipeline import RunConfig, UserTables, insights_and_report
+from engine.predict import PredictConfig, PredictResult, predict_stage
 from engine.segments import profiles_from_file
 from engine.validation import Policy
+
+SEGMENT_HINT = "make them with `ecomscale segment`"
 
 
 def report_from_files(
@@ -36,9 +40,7 @@ def report_from_files(
     and the revenue table need are held in memory."""
     hint = "compute them with `ecomscale features`"
     require_file_columns(features_path, (*INSIGHT_FEATURE_COLUMNS, "top_category"), hint)
-    require_file_columns(
-        segments_path, ("user_id", "segment", "segment_name"), "make them with `ecomscale segment`"
-    )
+    require_file_columns(segments_path, ("user_id", "segment", "segment_name"), SEGMENT_HINT)
     assignments = pl.read_parquet(segments_path)
     users = UserTables(
         pl.read_parquet(features_path, columns=list(INSIGHT_FEATURE_COLUMNS)),
@@ -64,8 +66,7 @@ def cohorts_from_data(
     retention and lifecycle user range by user range, written under ``out``."""
     segments = None
     if segments_path is not None:
-        hint = "make them with `ecomscale segment`"
-        require_file_columns(segments_path, ("user_id", "segment_name"), hint)
+        require_file_columns(segments_path, ("user_id", "segment_name"), SEGMENT_HINT)
         segments = pl.read_parquet(segments_path, columns=["user_id", "segment_name"])
     until = as_of or dt.datetime.max.replace(tzinfo=dt.UTC)
     events = clean_events(dataset, config.on_bad_rows, until)
@@ -85,3 +86,31 @@ def clv_from_data(dataset: Dataset, config: ClvConfig, out: Path, on_bad_rows: P
     after ``as_of`` are the holdout), fit, predict, write under ``out``."""
     events = clean_events(dataset, on_bad_rows, dt.datetime.max.replace(tzinfo=dt.UTC))
     return clv_stage(events, config, out)
+
+
+def predict_from_data(
+    dataset: Dataset,
+    config: PredictConfig,
+    out: Path,
+    on_bad_rows: Policy,
+    segments_path: Path | None = None,
+    range_users: int = DEFAULT_RANGE_USERS,
+) -> PredictResult:
+    """The prediction stage on its own (``ecomscale predict``): validate the events (all of
+    them: those after the cutoff are the labels), then snapshots user range by user range
+    (``range_users`` ids at a time) or bucket by bucket."""
+    segments = None
+    if segments_path is not None:
+        require_file_columns(segments_path, ("user_id", "segment_name"), SEGMENT_HINT)
+        segments = pl.read_parquet(segments_path, columns=["user_id", "segment_name"])
+    until = dt.datetime.max.replace(tzinfo=dt.UTC)
+    if dataset.buckets:
+        parts = clean_event_parts(dataset, on_bad_rows, until)
+    else:
+        events = clean_events(dataset, on_bad_rows, until)
+        user_max = events.select(pl.col("user_id").max()).collect(engine="streaming").item()
+        if user_max is None:
+            raise DataValidationError(f"{dataset.source}: no events to predict from")
+        parts = user_ranges(events, int(user_max), range_users)
+    products = None if dataset.products is None else dataset.products.collect()
+    return predict_stage(parts, config, out, products, segments, dataset.user_keys)

@@ -1,5 +1,6 @@
-"""The stages in order: features -> segments -> insights -> report. No computation of its own:
-each stage computes and writes; this module builds their configurations and passes results on.
+"""The stages in order: features -> segments -> insights, cohorts, CLV, prediction -> report.
+No computation of its own: each stage computes and writes; this module builds their
+configurations and passes results on.
 
 Every output is written atomically. ``run_pipeline`` is what ``ecomscale run`` calls.
 """
@@ -17,8 +18,9 @@ from typing import Any, Literal
 
 import polars as pl
 
-from engine.clv import ClvConfig, ClvResult, ModelFitError, clv_note, clv_stage, clv_tables
+from engine.clv import ClvConfig, ClvResult, clv_note, clv_stage, clv_tables
 from engine.cohorts import CohortsConfig, CohortTables, cohorts_stage
+from engine.exceptions import DataValidationError, ModelFitError
 from engine.features import FeaturesConfig, features_stage
 from engine.features.buckets import clean_event_parts, clean_events
 from engine.features.result import DEFAULT_RANGE_USERS
@@ -27,6 +29,8 @@ from engine.features.stage import user_ranges
 from engine.insights import DEFAULT_CONVERSION_WINDOW, Insights, InsightsConfig, insights_stage
 from engine.io.atomic import write_parquet_atomic
 from engine.io.dataset import Dataset, load_dataset
+from engine.predict import PredictConfig, PredictResult, predict_stage
+from engine.predict.summary import predict_note, predict_tables
 from engine.report import ReportData, write_report
 from engine.segments import (
     Segmentation,
@@ -49,6 +53,7 @@ class RunConfig:
     insights: InsightsConfig = InsightsConfig()
     cohorts: CohortsConfig = CohortsConfig()
     clv: ClvConfig = ClvConfig()
+    predict: PredictConfig = PredictConfig()
 
     @classmethod
     def build(
@@ -70,6 +75,7 @@ class RunConfig:
             InsightsConfig(on_bad_rows, session_gap, conversion_window),
             CohortsConfig(on_bad_rows=on_bad_rows),
             ClvConfig(as_of=as_of),
+            PredictConfig(session_gap=session_gap, seed=seed),
         )
 
 
@@ -247,10 +253,11 @@ def insights_and_report(
     config: RunConfig,
     client: Any = None,
 ) -> tuple[Insights, Path]:
-    """The insights and cohorts stages, then the report over what they found
-    (``validation``: what the features stage found, None when it ran earlier; with a Dask
-    ``client``, the cohorts run one task per bucket)."""
+    """The insights, cohorts, CLV and prediction stages, then the report over what they
+    found (``validation``: what the features stage found, None when it ran earlier; with a
+    Dask ``client``, the cohorts run one task per bucket)."""
     found = insights_stage(dataset, events, users.features, users.assignments, out, config.insights)
+    parts = _user_parts(dataset, events, users.features, as_of, config.cohorts)
     if client is not None and dataset.buckets:
         from engine.distributed.cohorts import cohorts_stage_distributed
 
@@ -258,25 +265,34 @@ def insights_and_report(
             client, dataset, as_of, config.cohorts, out / "cohorts", users.assignments
         )
     else:
-        parts = _cohort_parts(dataset, events, users.features, as_of, config.cohorts)
         cohort = cohorts_stage(parts, as_of, config.cohorts, out / "cohorts", users.assignments)
     try:
         value: ClvResult | str = clv_stage(events, config.clv, out / "clv", users.assignments)
     except ModelFitError as error:  # e.g. nobody bought twice: the report says so
         value = str(error)
+    products = None if dataset.products is None else dataset.products.collect()
+    try:
+        scored: PredictResult | str = predict_stage(
+            parts, config.predict, out / "predict", products, users.assignments, dataset.user_keys
+        )
+    except (ModelFitError, DataValidationError) as error:  # e.g. a log shorter than 2H
+        scored = str(error)
     data = report_data(dataset, found, users, as_of, validation, config.insights, cohort, value)
+    data.notes.append(predict_note(scored))
+    for name, table in predict_tables(scored).items():
+        setattr(data, name, table)
     return found, write_report(data, out / "report.html")
 
 
-def _cohort_parts(
+def _user_parts(
     dataset: Dataset,
     events: pl.LazyFrame,
     features: pl.DataFrame,
     as_of: dt.datetime,
     config: CohortsConfig,
 ) -> list[pl.LazyFrame]:
-    """User-disjoint parts of the events for the cohorts: buckets, or user ranges (filters
-    the Parquet scan pushes down), so memory follows one part's users."""
+    """User-disjoint parts of the events for the cohorts and the prediction: buckets, or user
+    ranges (filters the Parquet scan pushes down), so memory follows one part's users."""
     if dataset.buckets:
         return clean_event_parts(dataset, config.on_bad_rows, as_of)
     user_max = features["user_id"].max()

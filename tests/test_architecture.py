@@ -43,7 +43,7 @@ ALLOWED: dict[str, set[str]] = {
     },
     "commands": {
         *("schema", "exceptions", "io", "validation", "features", "segments", "insights"),
-        *("cohorts", "clv", "pipeline"),
+        *("cohorts", "clv", "predict", "pipeline"),
     },
 }
 # Only the atomic writer of io may be imported by these (they sit below the rest of io).

@@ -86,6 +86,7 @@ def test_help_texts() -> None:
         "partition",
         "clv",
         "cohorts",
+        "predict",
     ):
         result = runner.invoke(main, [command, "--help"])
         assert result.exit_code == 0 and "Usage" in result.output

@@ -67,6 +67,8 @@ def test_outputs_written(run_dir: Path) -> None:
     assert (run_dir / "insights" / "funnel.parquet").exists()
     for name in ("retention", "revenue_retention", "lifecycle", "retention_by_segment"):
         assert (run_dir / "cohorts" / f"{name}.parquet").exists(), name
+    for name in ("scores.parquet", "scores_by_segment.parquet", "metrics.json"):
+        assert (run_dir / "predict" / name).exists(), name
     assert not [p for p in run_dir.rglob("*.tmp")]
 
 
@@ -102,9 +104,10 @@ def test_every_chart_renders_in_chromium(run_dir: Path, tmp_path: Path) -> None:
     assert body is not None
     attrs = dict(re.findall(r'data-([a-z-]+)="([^"]*)"', body.group(0)))
     # sizes, k, profile, categories, funnel, interest, retention, lifecycle, customer value
-    # by segment, its backtest, P(alive), personas
-    assert int(attrs["charts-expected"]) == 12
+    # by segment, its backtest, P(alive), personas; conversion scores by segment,
+    # calibration, lift, top features
+    assert int(attrs["charts-expected"]) == 16
     assert attrs["charts-rendered"] == attrs["charts-expected"]
     assert attrs["script-errors"] == "0"
-    assert dom.count('class="main-svg"') >= 12
+    assert dom.count('class="main-svg"') >= 16
     assert "How the segments were found" in dom and "Retention by cohort" in dom

@@ -13,6 +13,7 @@ from engine.cli.features import features
 from engine.cli.generate import generate
 from engine.cli.ingest import ingest
 from engine.cli.partition import partition
+from engine.cli.predict import predict
 from engine.cli.report import report
 from engine.cli.run import run
 from engine.cli.segment import segment
@@ -32,12 +33,13 @@ def main() -> None:
     ecomscale report data/ --features features.parquet --segments segments.parquet
     ecomscale cohorts data/ --period week --out cohorts/
     ecomscale clv data/ --as-of 2026-10-21 --horizon-days 90 --out clv/
+    ecomscale predict data/ --target churn --horizon-days 14 --out predict/
     ecomscale run --local-cluster 2        # the same on a local Dask cluster
     ecomscale partition logs/ --buckets 64 --out bucketed/   # layout for Dask
     """
 
 
-for command in (generate, ingest, features, segment, report, cohorts, clv, partition, run):
+for command in (generate, ingest, features, segment, report, cohorts, clv, predict, partition, run):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -288,7 +288,7 @@ def clv_note(value: ClvResult | str | None) -> str:
     )
 
 
-def clv_tables(value: ClvResult | str | None) -> dict[str, pl.DataFrame | None]:
+def clv_tables(value: ClvResult | str | None) -> dict[str, Any]:
     """The report's CLV tables (by segment, holdout by frequency, the P(alive) grid)."""
     if not isinstance(value, ClvResult):
         return {"clv_by_segment": None, "clv_holdout": None, "clv_alive": None}

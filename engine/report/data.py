@@ -33,3 +33,8 @@ class ReportData:
     clv_by_segment: pl.DataFrame | None = None  # engine.clv: value per segment
     clv_holdout: pl.DataFrame | None = None  # predicted vs actual purchases by frequency
     clv_alive: pl.DataFrame | None = None  # P(alive) over frequency x recency
+    predict_target: str | None = None  # engine.predict: "conversion" or "churn"
+    predict_by_segment: pl.DataFrame | None = None  # score distribution per segment
+    predict_calibration: pl.DataFrame | None = None  # predicted vs observed per score bin
+    predict_lift: pl.DataFrame | None = None  # lift and capture at each top share
+    predict_importance: pl.DataFrame | None = None  # permutation importance, top features

@@ -26,6 +26,12 @@ from engine.report.charts import (
     esc,
 )
 from engine.report.data import ReportData
+from engine.report.predict_charts import (
+    chart_calibration,
+    chart_importance,
+    chart_lift,
+    chart_scores_by_segment,
+)
 from engine.report.value_charts import chart_alive, chart_clv_holdout, chart_clv_segments
 
 
@@ -77,6 +83,10 @@ def build_report(data: ReportData) -> str:
         ("clv_segments", chart_clv_segments(data)),
         ("clv_holdout", chart_clv_holdout(data)),
         ("clv_alive", chart_alive(data)),
+        ("predict_segments", chart_scores_by_segment(data)),
+        ("predict_calibration", chart_calibration(data)),
+        ("predict_lift", chart_lift(data)),
+        ("predict_importance", chart_importance(data)),
     ]
     rendered = {
         name: fig.to_html(
@@ -165,6 +175,9 @@ def build_report(data: ReportData) -> str:
 {card("lifecycle")}
 {card("clv_segments")}
 <div class="grid">{card("clv_holdout")}{card("clv_alive")}</div>
+{card("predict_segments")}
+<div class="grid">{card("predict_calibration")}{card("predict_lift")}</div>
+{card("predict_importance")}
 {card("agreement")}
 <div class="card"><h2>Notes</h2>{notes}</div>
 </main>"""
