@@ -110,6 +110,16 @@ def render_ci(results: Path) -> str:
                 f"**{clv['ratio_fit_vs_lifetimes']:.1f}x** slower (same parameters)",
             ]
         )
+    if "test_snapshots_vs_duckdb" in info:
+        snap = info["test_snapshots_vs_duckdb"]
+        rows.append(
+            [
+                f"prediction: snapshots of {snap['users']:,} users at {snap['cutoffs']} cutoffs",
+                f"stage {snap['stage_s']:.0f} s, held-out AUC {snap['roc_auc']:.3f} (best "
+                f"baseline {snap['best_baseline_auc']:.3f})",
+                f"DuckDB SQL of the same snapshots **{snap['ratio_vs_duckdb']:.1f}x** slower",
+            ]
+        )
     if "test_ingest_vs_duckdb_copy" in info:
         ing = info["test_ingest_vs_duckdb_copy"]
         rows.append(
@@ -376,8 +386,83 @@ def render_clv(results: Path) -> str:
     return _table(["case", "size", "ours", "lifetimes 0.11.3, same data"], rows)
 
 
+def render_predict_quality(results: Path) -> str:
+    """Prediction quality against baselines and oracles (``python -m
+    benchmarks.predict_quality``)."""
+    rows = []
+    for r in json.loads((results / "predict.json").read_text())["quality"]:
+        best = r["baselines"][r["best_baseline"]]
+        model = r["model"]
+        rows.append(
+            [
+                f"{r['generated_users'] // 1000}k, seed {r['seed']}, sep. {r['separation']:g}",
+                f"{r['target']}, {r['horizon_days']} d",
+                f"{model['base_rate']:.1%}",
+                f"**{model['roc_auc']:.3f}**",
+                f"{best['roc_auc']:.3f} ({r['best_baseline']})",
+                f"{r['oracle_auc']:.3f} ({r['auc_over_oracle']:.2f})",
+                f"{r['persona_oracle_auc']:.3f} ({model['roc_auc'] / r['persona_oracle_auc']:.2f})",
+                f"{r['brier_over_base']:.2f}",
+                f"{model['lift_top_decile']:.1f}",
+            ]
+        )
+    header = [
+        "data (users, seed, separation)",
+        "target, H",
+        "base rate",
+        "ours",
+        "best baseline",
+        "oracle (ours ÷ oracle)",
+        "persona oracle (ours ÷ it)",
+        "Brier / base",
+        "lift top 10%",
+    ]
+    return _table(header, rows)
+
+
+def render_predict_scale(results: Path) -> str:
+    """Snapshots against DuckDB, and the predict command at scale (``python -m
+    benchmarks.predict_scale``)."""
+    scale = json.loads((results / "predict.json").read_text())["scale"]
+    snap = scale["snapshots"]
+    text = (
+        f"Snapshots of {snap['users']:,} users ({snap['events']:,} events) at {snap['cutoffs']} "
+        f"cutoffs, {snap['features']} features, {snap['snapshot_rows']:,} rows: ours "
+        f"{snap['ours_s']:.1f} s, DuckDB {snap['duckdb_s']:.1f} s: ours "
+        f"**{snap['ratio_vs_duckdb']:.1f}x** faster.\n\n"
+    )
+    rows = []
+    for stage in scale["stages"]:
+        t = stage["timings_s"]
+        rows.append(
+            [
+                stage["target"],
+                f"{stage['command_s']:.0f} s",
+                f"{t['snapshots']:.1f} s",
+                f"{t['training']:.1f} s ({stage['training_rows']:,} rows)",
+                f"{t['scoring']:.1f} s ({stage['scored_users']:,} users)",
+                f"{t['importance']:.1f} s",
+                f"{stage['peak_rss_mb']:,.0f} MB",
+                f"{stage['roc_auc']:.3f} vs {stage['best_baseline_auc']:.3f}",
+            ]
+        )
+    header = [
+        "`ecomscale predict`",
+        "whole command",
+        "snapshots",
+        "training",
+        "scoring",
+        "importance",
+        "peak RSS",
+        "ROC AUC vs best baseline",
+    ]
+    return text + _table(header, rows)
+
+
 RENDERERS: dict[str, Callable[[Path], str]] = {
     "clv": render_clv,
+    "predict_quality": render_predict_quality,
+    "predict_scale": render_predict_scale,
     "generator": render_generator,
     "foreign": render_foreign,
     "segments": render_segments,

@@ -51,7 +51,13 @@ def _metrics_table(evaluation: dict[str, Any], cutoff: str) -> Table:
     help="conversion: a purchase in the H days after the cutoff; churn: a user active in the "
     "H days before it with no event in the H days after.",
 )
-@click.option("--horizon-days", type=click.IntRange(min=1), default=7, show_default=True)
+@click.option(
+    "--horizon-days",
+    type=click.IntRange(min=1),
+    default=7,
+    show_default=True,
+    help="H, the label window's length in days.",
+)
 @click.option(
     "--cutoff",
     default=None,
@@ -65,7 +71,9 @@ def _metrics_table(evaluation: dict[str, Any], cutoff: str) -> Table:
     show_default=True,
     help="Train on snapshots at C - H, C - 2H, ... (as many as the log allows).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="For the model and the importance."
+)
 @click.option(
     "--segments",
     "segments_path",

@@ -13,7 +13,8 @@ Outputs:
                      before C; the others have churned already by the definition)
     metrics.json     target, horizon, cutoffs, population; with labels, roc_auc, pr_auc,
                      brier, base_rate and lift_top_decile of the model and of each baseline,
-                     the calibration and lift tables; permutation importance
+                     the calibration and lift tables; permutation importance; seconds per
+                     step (timings_s)
     scores_by_segment.parquet  (with segments) the score distribution per segment
 """
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -195,15 +197,19 @@ def predict_stage(
         segments: user_id, segment_name (for the score distribution by segment).
         user_keys: user_id -> key, when ingest gave the users new ids.
     """
+    clock = _Clock()
     cutoff, training, evaluable = plan_cutoffs(*event_bounds(parts), config)
     labelled = [True] * len(training) + [evaluable]
     snaps = build_snapshots(parts, [*training, cutoff], labelled, config, products)
     columns = snapshot_columns(config.all_windows, category_list(products))
+    clock.lap("snapshots")
     train = pl.concat(snaps[:-1])
     current = snaps[-1]
     x_train, y_train = _matrix(train, columns), train["label"].to_numpy()
     model = fit_classifier(x_train, y_train, config.seed)
+    clock.lap("training")
     score = positive_scores(model, _matrix(current, columns))
+    clock.lap("scoring")
     scores = current.select("user_id").with_columns(score=pl.Series(score))
     if user_keys is not None:
         keys = user_keys.select("user_id", pl.col("key").alias("user_key")).collect()
@@ -230,10 +236,13 @@ def predict_stage(
             found["lift"] = tables["lift"].to_dicts()
         else:
             found["evaluation_skipped"] = "the window after the cutoff holds one outcome only"
+    clock.lap("evaluation")
     importance_on = current if found["evaluation"] else snaps[-2]  # the latest with labels
     tables["importance"] = _importance(model, importance_on, columns, config.seed)
     found["importance"] = tables["importance"].to_dicts()
     found["importance_on"] = "the cutoff's snapshot" if found["evaluation"] else "training rows"
+    clock.lap("importance")
+    found["timings_s"] = clock.laps  # the only entry that differs between identical runs
     out.mkdir(parents=True, exist_ok=True)
     write_parquet_atomic(scores, out / "scores.parquet")
     by_segment = None
@@ -244,14 +253,27 @@ def predict_stage(
     return PredictResult(scores, found, by_segment, tables)
 
 
+class _Clock:
+    """Seconds per step of the stage, for metrics.json."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = round(now - self._last, 3)
+        self._last = now
+
+
 def baseline_scores(
     train: pl.DataFrame, current: pl.DataFrame, config: PredictConfig
 ) -> dict[str, tuple[np.ndarray, bool]]:
     """Each baseline's scores at the cutoff, and whether they are probabilities.
 
     recency: the more recent the last event, the likelier a purchase (the later a churn).
-    previous_window: purchases in the H days before the cutoff (conversion) or events in
-    them (churn; every user at risk bought nothing for a churn score to be told apart).
+    previous_window: purchases in the H days before the cutoff (conversion), or events in
+    them (churn: most users at risk bought nothing then, so purchases would tie them all).
     rfm_logistic: logistic regression on recency, frequency and monetary value.
     """
     sign = 1.0 if config.target == "conversion" else -1.0

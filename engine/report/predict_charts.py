@@ -20,9 +20,11 @@ def chart_scores_by_segment(data: ReportData) -> go.Figure | None:
         return None
     fig = go.Figure()
     for i, row in enumerate(table.iter_rows(named=True)):
+        name = esc(row["segment_name"])
         fig.add_trace(
             go.Box(
-                name=esc(row["segment_name"]),
+                name=name,
+                x=[name],  # precomputed quartiles: one box per trace, placed by its x
                 q1=[row["p25"]],
                 median=[row["p50"]],
                 q3=[row["p75"]],
@@ -34,8 +36,10 @@ def chart_scores_by_segment(data: ReportData) -> go.Figure | None:
             )
         )
     fig.update_layout(showlegend=False)
-    fig.update_yaxes(title=f"P({_target(data)}) — whiskers at the 10th and 90th percentile")
-    return _layout(fig, f"Who is likely: {_target(data)} scores by segment")
+    fig.update_yaxes(title=f"P({_target(data)})")
+    return _layout(
+        fig, f"Who is likely: {_target(data)} scores by segment (whiskers: 10th-90th percentile)"
+    )
 
 
 def chart_calibration(data: ReportData) -> go.Figure | None:
