@@ -217,6 +217,10 @@ def test_metrics_can_be_recomputed_from_the_scores(
     assert model["roc_auc"] == pytest.approx(_auc(score, label), rel=1e-9)
     assert model["pr_auc"] == pytest.approx(_average_precision(score, label), rel=1e-9)
     assert model["brier"] == pytest.approx(np.mean((score - label) ** 2), rel=1e-9)
+    calibration = pl.DataFrame(found["calibration"])
+    assert calibration["users"].sum() == score.size
+    assert (calibration["observed"] * calibration["users"]).sum() == pytest.approx(label.sum())
+    assert (calibration["predicted"] * calibration["users"]).sum() == pytest.approx(score.sum())
     top = np.argsort(-score, kind="stable")[: int(np.ceil(0.1 * score.size))]
     assert model["lift_top_decile"] == pytest.approx(label[top].mean() / label.mean(), rel=0.02)
 

@@ -43,14 +43,16 @@ def metrics(score: np.ndarray, label: np.ndarray, probabilities: bool = True) ->
 
 def calibration_table(score: np.ndarray, label: np.ndarray) -> pl.DataFrame:
     """Mean predicted against observed rate in ten bins of equal size by score (ties kept
-    in one bin: bins are cut at score quantiles)."""
+    in one bin: bins are cut at score quantiles). Sums run in row order (np.bincount), so
+    the same scores give the same table to the last bit."""
     edges = np.unique(np.quantile(score, np.linspace(0, 1, DECILES + 1)))
     bins = np.clip(np.searchsorted(edges, score, side="right") - 1, 0, max(0, edges.size - 2))
-    frame = pl.DataFrame({"bin": bins, "score": score, "label": label.astype(np.float64)})
-    return (
-        frame.group_by("bin")
-        .agg(users=pl.len(), predicted=pl.col("score").mean(), observed=pl.col("label").mean())
-        .sort("bin")
+    users = np.bincount(bins)
+    filled = np.flatnonzero(users)
+    predicted = np.bincount(bins, weights=score)[filled] / users[filled]
+    observed = np.bincount(bins, weights=label.astype(np.float64))[filled] / users[filled]
+    return pl.DataFrame(
+        {"bin": filled, "users": users[filled], "predicted": predicted, "observed": observed}
     )
 
 
@@ -71,19 +73,17 @@ def lift_table(score: np.ndarray, label: np.ndarray) -> pl.DataFrame:
 
 
 def score_summary(scores: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
-    """Score distribution per segment: users, mean and the 10/25/50/75/90th percentiles."""
-    q = pl.col("score")
-    return (
-        scores.join(segments.select("user_id", "segment_name"), on="user_id")
-        .group_by("segment_name")
-        .agg(
-            users=pl.len(),
-            mean=q.mean(),
-            p10=q.quantile(0.1),
-            p25=q.quantile(0.25),
-            p50=q.quantile(0.5),
-            p75=q.quantile(0.75),
-            p90=q.quantile(0.9),
+    """Score distribution per segment: users, mean and the 10/25/50/75/90th percentiles
+    (NumPy over each segment's scores in user order: the same scores, the same table)."""
+    joined = scores.join(segments.select("user_id", "segment_name"), on="user_id").sort("user_id")
+    rows = []
+    for (name,), group in joined.group_by("segment_name"):
+        values = group.sort("user_id")["score"].to_numpy()
+        p10, p25, p50, p75, p90 = np.quantile(values, [0.1, 0.25, 0.5, 0.75, 0.9])
+        rows.append(
+            {"segment_name": name, "users": values.size, "mean": float(np.mean(values))}
+            | {"p10": p10, "p25": p25, "p50": p50, "p75": p75, "p90": p90}
         )
-        .sort("mean", descending=True)
-    )
+    schema = {"segment_name": pl.String, "users": pl.UInt32}
+    schema |= dict.fromkeys(("mean", "p10", "p25", "p50", "p75", "p90"), pl.Float64)
+    return pl.DataFrame(rows, schema=schema).sort("mean", "segment_name", descending=[True, False])
