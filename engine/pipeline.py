@@ -182,7 +182,7 @@ def run_stages(
         result.features, seg.assignments, seg.profiles, seg.k_scores, segment_method(seg)
     )
     events = result.events
-    with _timed(timings, "insights + cohorts + report", on_stage):
+    with _timed(timings, "insights, cohorts, CLV, prediction, report", on_stage):
         if events is None:  # features streamed from ranges: validate the events once here
             events = clean_events(dataset, config.insights.on_bad_rows, result.as_of)
         found, report = insights_and_report(
