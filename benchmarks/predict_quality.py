@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import polars as pl
 
 from engine.features import category_list
@@ -52,8 +51,11 @@ DATASETS = [
 TRUTH_COLUMNS = ("persona_code", "purchase_rate", "dropout", "mean_spend", "active")
 
 
-def _truth_at(data: Path, cutoff: dt.datetime) -> pl.DataFrame:
-    """The hidden state of every user at ``cutoff``, from truth/*.parquet."""
+ORACLES = {"oracle": TRUTH_COLUMNS, "persona": ("persona_code",)}  # name -> what it knows
+
+
+def _truth(data: Path) -> pl.DataFrame:
+    """Every user's planted hidden state, from truth/*.parquet (``active`` comes per cutoff)."""
     process = pl.read_parquet(data / "truth" / "purchase_process.parquet")
     personas = pl.read_parquet(data / "truth" / "personas.parquet")
     return process.join(personas, on="user_id").select(
@@ -62,14 +64,15 @@ def _truth_at(data: Path, cutoff: dt.datetime) -> pl.DataFrame:
         "purchase_rate",
         "dropout",
         "mean_spend",
-        (pl.col("inactive_ts").is_null() | (pl.col("inactive_ts") >= cutoff)).alias("active"),
+        "inactive_ts",
     )
 
 
-def oracle_auc(
-    data: Path, config: PredictConfig, truth_columns: tuple[str, ...] = TRUTH_COLUMNS
-) -> float:
-    """ROC AUC at the cutoff of the model given (some of) the planted hidden state as well."""
+def oracle_aucs(
+    data: Path, config: PredictConfig, oracles: dict[str, tuple[str, ...]] = ORACLES
+) -> dict[str, float]:
+    """ROC AUC at the cutoff of the model given, besides the snapshot, each oracle's part of
+    the planted hidden state (the snapshots are built once for all of them)."""
     dataset = load_dataset(data)
     events = clean_events(dataset, "error", dt.datetime.max.replace(tzinfo=dt.UTC))
     cutoff, training, evaluable = plan_cutoffs(*event_bounds([events]), config)
@@ -77,19 +80,24 @@ def oracle_auc(
     cutoffs = [*training, cutoff]
     products = None if dataset.products is None else dataset.products.collect()
     snaps = build_snapshots([events], cutoffs, [True] * len(cutoffs), config, products)
-    columns = [*snapshot_columns(config.all_windows, category_list(products)), *truth_columns]
-
-    def matrix(frame: pl.DataFrame, at: dt.datetime) -> tuple[np.ndarray, np.ndarray]:
-        joined = frame.join(_truth_at(data, at), on="user_id", how="left")
-        x = joined.select(pl.col(columns).cast(pl.Float64)).to_numpy()
-        return x, joined["label"].to_numpy()
-
-    parts = [matrix(frame, at) for frame, at in zip(snaps[:-1], training, strict=True)]
-    x_train = np.concatenate([x for x, _ in parts])
-    y_train = np.concatenate([y for _, y in parts])
-    model = fit_classifier(x_train, y_train, config.seed)
-    x_now, y_now = matrix(snaps[-1], cutoff)
-    return metrics(positive_scores(model, x_now), y_now)["roc_auc"]
+    features = snapshot_columns(config.all_windows, category_list(products))
+    truth = _truth(data)
+    inactive = pl.col("inactive_ts")
+    known = [
+        frame.join(truth, on="user_id", how="left").with_columns(
+            (inactive.is_null() | (inactive >= at)).alias("active")
+        )
+        for frame, at in zip(snaps, cutoffs, strict=True)
+    ]
+    train, now = pl.concat(known[:-1]), known[-1]
+    found = {}
+    for name, truth_columns in oracles.items():
+        columns = [*features, *truth_columns]
+        x_train = train.select(pl.col(columns).cast(pl.Float64)).to_numpy()
+        model = fit_classifier(x_train, train["label"].to_numpy(), config.seed)
+        x_now = now.select(pl.col(columns).cast(pl.Float64)).to_numpy()
+        found[name] = metrics(positive_scores(model, x_now), now["label"].to_numpy())["roc_auc"]
+    return found
 
 
 def quality_row(data: Path, config: PredictConfig, out: Path) -> dict[str, Any]:
@@ -103,8 +111,8 @@ def quality_row(data: Path, config: PredictConfig, out: Path) -> dict[str, Any]:
     evaluation = result.metrics["evaluation"]
     model, baselines = evaluation["model"], evaluation["baselines"]
     best = max(baselines, key=lambda name: baselines[name]["roc_auc"])
-    oracle = oracle_auc(data, config)
-    persona_oracle = oracle_auc(data, config, ("persona_code",))
+    oracles = oracle_aucs(data, config)
+    oracle, persona_oracle = oracles["oracle"], oracles["persona"]
     return {
         "target": config.target,
         "horizon_days": config.horizon_days,

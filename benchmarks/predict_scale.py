@@ -5,7 +5,7 @@
 On the default generator's dataset of ``--users`` users (30 days): the point-in-time
 snapshots at 4 cutoffs (C and three earlier ones, 7 days apart) by our lazy queries,
 user range by user range, against DuckDB SQL of the same snapshot features (both read the
-same Parquet files, best of 2; checked equal in row counts and column sums); then the whole
+same Parquet files, one warm-up call then one timed; checked equal in row counts and column sums); then the whole
 ``ecomscale predict`` command in its own process: wall time and peak RSS, and from the same
 stage in this process the time of training, scoring and permutation importance. Writes
 benchmarks/results/predict.json (key "scale").
@@ -18,13 +18,13 @@ import datetime as dt
 import json
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
+from benchmarks.conftest import best_of
 from benchmarks.predict_peers import duckdb_snapshot
 from benchmarks.predict_quality import RESULTS
 from benchmarks.scaling import run_stage
@@ -36,17 +36,8 @@ from engine.predict import TARGETS, PredictConfig, plan_cutoffs, snapshot_column
 from engine.predict.stage import build_snapshots, event_bounds
 from synth import SynthConfig, generate_dataset
 
-ROUNDS = 2
+ROUNDS = 1  # timed calls after one warm-up call (best_of)
 CHECKED = ("n_events", "n_sessions", "purchases_7d", "active_days_28d", "revenue")
-
-
-def _best(fn: Any) -> tuple[float, Any]:
-    best, out = float("inf"), None
-    for _ in range(ROUNDS):
-        start = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, out
 
 
 def snapshot_inputs(
@@ -80,8 +71,10 @@ def assert_same_snapshots(mine: list[pl.DataFrame], reference: list[pl.DataFrame
 def snapshots_vs_duckdb(data: Path, config: PredictConfig) -> dict[str, Any]:
     """Our snapshots at the cutoffs of ``config`` against DuckDB's, same files, same run."""
     cutoffs, parts, users = snapshot_inputs(data, config)
-    ours_s, mine = _best(lambda: build_snapshots(parts, cutoffs, [False] * len(cutoffs), config))
-    duck_s, reference = _best(duckdb_snapshots(data, cutoffs, config.all_windows))
+    ours_s, mine = best_of(
+        lambda: build_snapshots(parts, cutoffs, [False] * len(cutoffs), config), ROUNDS
+    )
+    duck_s, reference = best_of(duckdb_snapshots(data, cutoffs, config.all_windows), ROUNDS)
     assert_same_snapshots(mine, reference)
     return {
         "users": users,

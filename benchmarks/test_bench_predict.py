@@ -3,8 +3,8 @@
 Ours runs engine.predict's lazy snapshot queries user range by user range (the stage's
 path); DuckDB reads the same Parquet files and runs ``benchmarks.predict_peers``. Quality:
 equal row counts and column sums at every cutoff, and the held-out ROC AUC of the whole
-stage against its best baseline. Guard: ours at least GUARD_VS_DUCKDB times DuckDB's speed
-(measured at about 3x on this machine; see benchmarks/results/predict.json).
+stage against its best baseline. Guard: ours at least GUARD_VS_DUCKDB times DuckDB's speed,
+well below the ratio in benchmarks/results/ci.json so that noise does not trip it.
 """
 
 from __future__ import annotations

@@ -55,6 +55,14 @@ def report_from_files(
     return insights_and_report(dataset, events, users, as_of, None, out, config)
 
 
+def _segment_names(path: Path | None) -> pl.DataFrame | None:
+    """user_id and segment_name from a segments file (its columns checked), or None."""
+    if path is None:
+        return None
+    require_file_columns(path, ("user_id", "segment_name"), SEGMENT_HINT)
+    return pl.read_parquet(path, columns=["user_id", "segment_name"])
+
+
 def cohorts_from_data(
     dataset: Dataset,
     config: CohortsConfig,
@@ -64,10 +72,7 @@ def cohorts_from_data(
 ) -> CohortTables:
     """The cohorts stage on its own (``ecomscale cohorts``): validate the events, then
     retention and lifecycle user range by user range, written under ``out``."""
-    segments = None
-    if segments_path is not None:
-        require_file_columns(segments_path, ("user_id", "segment_name"), SEGMENT_HINT)
-        segments = pl.read_parquet(segments_path, columns=["user_id", "segment_name"])
+    segments = _segment_names(segments_path)
     until = as_of or dt.datetime.max.replace(tzinfo=dt.UTC)
     events = clean_events(dataset, config.on_bad_rows, until)
     bounds = events.select(pl.col("ts").max(), pl.col("user_id").max()).collect(engine="streaming")
@@ -99,10 +104,7 @@ def predict_from_data(
     """The prediction stage on its own (``ecomscale predict``): validate the events (all of
     them: those after the cutoff are the labels), then snapshots user range by user range
     (``range_users`` ids at a time) or bucket by bucket."""
-    segments = None
-    if segments_path is not None:
-        require_file_columns(segments_path, ("user_id", "segment_name"), SEGMENT_HINT)
-        segments = pl.read_parquet(segments_path, columns=["user_id", "segment_name"])
+    segments = _segment_names(segments_path)
     until = dt.datetime.max.replace(tzinfo=dt.UTC)
     if dataset.buckets:
         parts = clean_event_parts(dataset, on_bad_rows, until)

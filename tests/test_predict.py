@@ -19,7 +19,7 @@ from scipy.stats import rankdata
 import engine.predict.stage as stage
 from benchmarks.foreign_logs import write_rees46
 from benchmarks.predict_peers import duckdb_snapshot
-from benchmarks.predict_quality import oracle_auc
+from benchmarks.predict_quality import TRUTH_COLUMNS, oracle_aucs
 from engine.commands import predict_from_data
 from engine.features.buckets import clean_events
 from engine.io.dataset import load_dataset
@@ -247,13 +247,14 @@ def test_beats_the_baselines_on_the_planted_process(
     assert model["roc_auc"] >= best + 0.02
     base = model["base_rate"]
     assert model["brier"] < base * (1 - base)
-    oracle = oracle_auc(data, PredictConfig(target=target, horizon_days=7))  # type: ignore[arg-type]
+    config = PredictConfig(target=target, horizon_days=7)  # type: ignore[arg-type]
+    oracle = oracle_aucs(data, config, {"oracle": TRUTH_COLUMNS})["oracle"]
     if target == "conversion":
         assert model["lift_top_decile"] >= 3
-        # Measured 0.92-0.93 (README, benchmarks/results/predict.json): the hidden state
+        # Below 0.95 (README, benchmarks/results/predict.json): the hidden state
         # tells who will never buy, which behaviour before a first purchase cannot.
         assert model["roc_auc"] >= 0.9 * oracle
-    else:  # the lift of churn is bounded by 1 / base rate (about 2.2 here)
+    else:  # the lift of churn is bounded by 1 / base rate
         assert model["lift_top_decile"] >= 1.5
         assert model["roc_auc"] >= 0.95 * oracle
 

@@ -16,13 +16,12 @@ from typing import Literal
 import polars as pl
 
 from engine.features import CORE_FEATURES, EXTRA_FEATURES, share_column, user_features
-from engine.features.behaviour import DAYS_PER_US
+from engine.features.behaviour import DAYS_PER_US, US_PER_DAY
 from engine.features.sessions import DEFAULT_SESSION_GAP
 
 Target = Literal["conversion", "churn"]
 TARGETS: tuple[Target, ...] = ("conversion", "churn")
 DEFAULT_WINDOWS: tuple[int, ...] = (7, 14, 28)
-US_PER_DAY = 86_400_000_000
 # The numeric behavioural features of engine.features (top_category is a name; its
 # information is in the share_<category> columns). price_index and the shares need products.
 BASE_FEATURES: tuple[str, ...] = tuple(
