@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -22,7 +23,7 @@ from engine.distributed import compute_features_distributed, connect, segment_di
 from engine.exceptions import ConfigError, EcomscaleError
 from engine.features import compute_features
 from engine.io.partition import partition_dataset
-from engine.kmeans import MiniBatchKMeans
+from engine.kmeans import FAST_SETTINGS, MiniBatchKMeans
 from engine.kmeans.dask_rows import DaskRows
 from engine.schema import HASH_MULTIPLIER, user_bucket, user_bucket_np
 from engine.segments import Segmentation, segment
@@ -139,15 +140,20 @@ def test_k_chosen_on_a_sample_is_the_same_distributed(
     assert_frame_equal(seg.k_scores, expected.k_scores, rel_tol=1e-9)
 
 
-def test_distributed_kmeans_matches_serial_fit(threads_client: distributed.Client) -> None:
+@pytest.mark.parametrize(
+    "settings", [{**FAST_SETTINGS, "n_runs": 2}, {}], ids=["fast-2-runs", "scikit-learn"]
+)
+def test_distributed_kmeans_matches_serial_fit(
+    threads_client: distributed.Client, settings: dict[str, Any]
+) -> None:
     X, _ = make_blobs(20_000, n_features=6, centers=5, cluster_std=2.0, random_state=4)
     X = X.astype(np.float32)
-    serial = MiniBatchKMeans(5, n_init=2, random_state=7).fit(X)
+    serial = MiniBatchKMeans(5, random_state=7, **settings).fit(X)
     for cuts in ([7_000], [1, 9_000, 15_000]):  # two partitionings of the same rows
         pieces = np.split(X, cuts)
         futures = [threads_client.scatter(piece) for piece in pieces]
         data = DaskRows(threads_client, futures, [len(p) for p in pieces])
-        model = MiniBatchKMeans(5, n_init=2, random_state=7)
+        model = MiniBatchKMeans(5, random_state=7, **settings)
         handle = model.fit_rows(data)
         labels = data.labels_at(handle, np.arange(len(X)))
         np.testing.assert_array_equal(labels, serial.labels_)

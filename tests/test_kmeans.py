@@ -19,9 +19,10 @@ from sklearn.datasets import make_blobs
 from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import check_estimator
 
-from engine.kmeans import MiniBatchKMeans
+from engine.kmeans import FAST_SETTINGS, MiniBatchKMeans
+from engine.kmeans import _csr_kernels as S
 from engine.kmeans import _kernels as K
-from engine.kmeans.rows import assign
+from engine.kmeans.rows import assign, farthest_rows, kmeans_plusplus, minibatch_step
 
 
 @pytest.fixture(scope="module")
@@ -82,18 +83,76 @@ def test_min_sq_distances_matches_numpy_twin() -> None:
     np.testing.assert_allclose(out, naive.min_sq_distances(X, C), rtol=1e-5)
 
 
+def _sparse(n: int, d: int, seed: int, dtype: type = np.float64) -> sp.csr_matrix:
+    X = sp.random(n, d, density=0.3, format="csr", random_state=seed, dtype=dtype)
+    X.data = (X.data * 10 - 5).astype(dtype)  # negative values too
+    return X
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 17, K.CHUNK_ROWS + 5])
+def test_csr_assign_matches_numpy_twin(dtype: type, n: int) -> None:
+    X = _sparse(n, 6, n, dtype)
+    centers = np.random.default_rng(n).normal(size=(4, 6))
+    w = np.random.default_rng(1).uniform(0.5, 2.0, n)
+    labels, inertia, sums, seen = assign(X, centers, w, with_sums=True)
+    t_labels, t_inertia, t_sums, t_seen = naive.assign(X.toarray(), centers, w)
+    np.testing.assert_array_equal(labels, t_labels)
+    assert inertia == pytest.approx(t_inertia, rel=1e-9)
+    np.testing.assert_allclose(sums, t_sums, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(seen, t_seen)
+    dist, rows = farthest_rows(X, centers, 3)
+    t_dist = naive.min_sq_distances(X.toarray(), centers)
+    top = np.argsort(-t_dist, kind="stable")[:3]
+    np.testing.assert_allclose(dist, t_dist[top], rtol=1e-9, atol=1e-12)
+    np.testing.assert_array_equal(rows, X.toarray()[top])
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_minibatch_step_with_inertia_matches_numpy_twin(sparse: bool) -> None:
+    X = _sparse(64, 3, 4).toarray()
+    bw = np.random.default_rng(2).uniform(0.5, 1.5, 64)
+    centers64 = np.random.default_rng(3).normal(size=(4, 3))
+    weight_sums = np.random.default_rng(4).uniform(0, 10, 4)
+    rows = np.arange(64, dtype=np.int64)
+    t_centers, t_sums, t_labels = naive.minibatch_step(X, rows, bw, centers64, weight_sums)
+    _, t_inertia, _, _ = naive.assign(X, centers64, bw)
+    centers, labels = centers64.copy(), np.empty(64, dtype=np.int32)
+    data = sp.csr_matrix(X) if sparse else X
+    inertia = minibatch_step(data, rows, bw, centers.copy(), centers, weight_sums, labels)
+    np.testing.assert_array_equal(labels, t_labels)
+    np.testing.assert_allclose(centers, t_centers, rtol=1e-12)
+    np.testing.assert_allclose(weight_sums, t_sums)
+    assert inertia == pytest.approx(t_inertia, rel=1e-12)
+
+
+@pytest.mark.parametrize("distinct", [300, 3])
+def test_csr_kmeans_plusplus_matches_numpy_twin(distinct: int) -> None:
+    rng = np.random.default_rng(5)
+    X = _sparse(distinct, 7, 6).toarray()[rng.integers(0, distinct, size=300)]
+    w = rng.uniform(0.5, 2.0, 300)
+    uniforms = rng.uniform(size=(5, 3))
+    chosen = np.empty(6, dtype=np.int64)
+    Xs = sp.csr_matrix(X)
+    S.kmeans_plusplus(Xs.data, Xs.indices, Xs.indptr, 7, w, 11, uniforms, chosen)
+    np.testing.assert_allclose(X[chosen], naive.kmeans_plusplus(X, w, 11, uniforms, 6))
+    dense = kmeans_plusplus(X, 6, w, np.random.RandomState(0))
+    np.testing.assert_allclose(kmeans_plusplus(Xs, 6, w, np.random.RandomState(0)), dense)
+
+
 def test_check_estimator() -> None:
     # As scikit-learn does for its own MiniBatchKMeans: mini-batch sampling makes weights
     # and duplicated rows equivalent only in expectation.
     expected = {
         "check_sample_weight_equivalence_on_dense_data": "stochastic mini-batches",
+        "check_sample_weight_equivalence_on_sparse_data": "stochastic mini-batches",
     }
     check_estimator(MiniBatchKMeans(n_clusters=3, random_state=0), expected_failed_checks=expected)
 
 
 def test_quality_matches_lloyd(blobs: tuple[np.ndarray, np.ndarray]) -> None:
     X, y = blobs
-    ours = MiniBatchKMeans(5, random_state=0).fit(X)
+    ours = MiniBatchKMeans(5, random_state=0, **FAST_SETTINGS).fit(X)
     lloyd = KMeans(5, random_state=0, n_init=1).fit(X.astype(np.float64))
     _, lloyd_inertia, _, _ = naive.assign(X, lloyd.cluster_centers_, np.ones(len(X)))
     assert ours.inertia_ <= lloyd_inertia * 1.0001
@@ -107,7 +166,7 @@ def test_no_seed_lands_in_a_worse_optimum_than_lloyd() -> None:
     X, _ = make_blobs(100_000, n_features=16, centers=8, cluster_std=6.0, random_state=42)
     X = X.astype(np.float32)
     for seed in range(12):
-        ours = MiniBatchKMeans(8, random_state=seed).fit(X)
+        ours = MiniBatchKMeans(8, random_state=seed, **FAST_SETTINGS).fit(X)
         lloyd = KMeans(8, random_state=seed, algorithm="lloyd").fit(X)
         _, lloyd_inertia, _, _ = assign(
             X, lloyd.cluster_centers_.astype(np.float32), np.ones(1), False
@@ -144,10 +203,9 @@ def test_large_constant_offset_float32(blobs: tuple[np.ndarray, np.ndarray]) -> 
 def test_sample_weight_like_duplicated_rows() -> None:
     X, _ = make_blobs(3000, n_features=3, centers=3, random_state=3)
     w = np.random.default_rng(0).integers(1, 4, size=len(X))
-    weighted = MiniBatchKMeans(3, random_state=0, tol=0, max_iter=300).fit(
-        X, sample_weight=w.astype(float)
-    )
-    repeated = MiniBatchKMeans(3, random_state=0, tol=0, max_iter=300).fit(np.repeat(X, w, axis=0))
+    polished = {**FAST_SETTINGS, "tol": 0.0, "polish_iter": 300}
+    weighted = MiniBatchKMeans(3, random_state=0, **polished).fit(X, sample_weight=w.astype(float))
+    repeated = MiniBatchKMeans(3, random_state=0, **polished).fit(np.repeat(X, w, axis=0))
     a = np.sort(weighted.cluster_centers_, axis=0)
     b = np.sort(repeated.cluster_centers_, axis=0)
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)  # the same Lloyd fixed point
@@ -177,13 +235,16 @@ def test_labels_in_range_and_deterministic(n: int, k: int, seed: int) -> None:
 
 
 THREADS_SNIPPET = """
-import numba, numpy as np, hashlib
+import numba, numpy as np, hashlib, scipy.sparse as sp
 from sklearn.datasets import make_blobs
-from engine.kmeans import MiniBatchKMeans
+from engine.kmeans import FAST_SETTINGS, MiniBatchKMeans
 numba.set_num_threads({threads})
 X, _ = make_blobs(60_000, n_features=8, centers=6, cluster_std=4, random_state=1)
-m = MiniBatchKMeans(6, random_state=3).fit(X.astype(np.float32))
-print(hashlib.sha256(m.cluster_centers_.tobytes() + m.labels_.tobytes()).hexdigest(), repr(m.inertia_))
+X = X.astype(np.float32)
+w = np.random.default_rng(0).uniform(size=len(X))
+for settings, data in [(FAST_SETTINGS, X), ({{}}, X), ({{}}, sp.csr_matrix(np.maximum(X, 0)))]:
+    m = MiniBatchKMeans(6, random_state=3, **settings).fit(data, sample_weight=w)
+    print(hashlib.sha256(m.cluster_centers_.tobytes() + m.labels_.tobytes()).hexdigest(), repr(m.inertia_))
 """
 
 
@@ -210,8 +271,12 @@ def test_clear_errors() -> None:
     model = MiniBatchKMeans(2, random_state=0).fit(np.random.default_rng(0).normal(size=(50, 3)))
     with pytest.raises(ValueError, match="features"):
         model.predict(np.zeros((4, 5)))
-    with pytest.raises(TypeError, match="[Ss]parse"):
-        MiniBatchKMeans(2).fit(sp.random(50, 3, density=0.5, format="csr"))
+    with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
+        MiniBatchKMeans(2).fit(np.zeros((4, 2)), sample_weight=[1.0, -1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="32-bit integer indices"):  # as scikit-learn
+        X = sp.random(50, 3, density=0.5, format="csr")
+        X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)
+        MiniBatchKMeans(2).fit(X)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
@@ -228,12 +293,17 @@ def test_a_non_finite_value_outside_every_sample_is_reported(bad: float, dtype: 
             MiniBatchKMeans(3, random_state=0, batch_size=256, max_steps=20).fit(X)
 
 
-def test_the_mini_batch_phase_stops_after_one_epoch() -> None:
+def test_step_budget_and_epochs() -> None:
     X, _ = make_blobs(10_000, n_features=4, centers=3, random_state=1)
-    model = MiniBatchKMeans(3, batch_size=1024, tol=0.0, random_state=0).fit(X)
-    assert model.n_steps_ == 10  # ceil(10,000 / 1,024); tol=0 would take all 100 otherwise
-    big = MiniBatchKMeans(3, batch_size=64, tol=0.0, max_steps=40, random_state=0).fit(X)
-    assert big.n_steps_ == 40  # the step budget still binds when an epoch is longer
+    no_stop = {"tol": 0.0, "max_no_improvement": None, "random_state": 0}
+    epoch = MiniBatchKMeans(3, batch_size=1024, max_iter=1, **no_stop).fit(X)
+    assert (epoch.n_steps_, epoch.n_iter_) == (9, 1)  # 10,000 // 1,024 steps: one epoch
+    capped = MiniBatchKMeans(3, batch_size=64, max_iter=5, max_steps=40, **no_stop).fit(X)
+    assert (capped.n_steps_, capped.n_iter_) == (40, 1)  # the budget binds before max_iter
+    polished = MiniBatchKMeans(3, batch_size=64, max_steps=40, polish_iter=30, **no_stop).fit(X)
+    assert polished.n_steps_ == 40 and 2 <= polished.n_iter_ <= 31  # + the Lloyd passes
+    lloyd = KMeans(3, init=polished.cluster_centers_, n_init=1, max_iter=300, tol=0).fit(X)
+    np.testing.assert_allclose(polished.cluster_centers_, lloyd.cluster_centers_, rtol=1e-6)
 
 
 def test_partial_fit_moves_towards_the_data(blobs: tuple[np.ndarray, np.ndarray]) -> None:
@@ -276,7 +346,8 @@ def test_compiled_in_this_process_tells_a_fresh_compile_from_the_cache(tmp_path:
         "import numpy as np\n"
         "from engine.kmeans import _kernels as K\n"
         "K.kmeans_plusplus(np.zeros((4, 2)), np.ones(4), 0, np.zeros((1, 2)), np.zeros((2, 2)))\n"
-        "print(K.compiled_in_this_process())\n"
+        "from engine.kmeans import compiled_in_this_process\n"
+        "print(compiled_in_this_process())\n"
     )
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
     runs = [

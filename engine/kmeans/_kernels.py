@@ -158,17 +158,22 @@ def minibatch_step(X, batch, batch_weights, centers, centers64, weight_sums, bat
         centers64: INOUT float64 array of shape (n_clusters, n_features), the true centres.
         weight_sums: INOUT float64 array of shape (n_clusters,), weight seen per centre.
         batch_labels: OUT int32 array of shape (batch_size,).
+
+    Returns:
+        The batch inertia on the centres before the update (float64).
     """
+    dist = np.empty(batch.shape[0])
     for b in nb.prange(batch.shape[0]):
-        best, _ = _nearest(X, batch[b], centers)
-        batch_labels[b] = best
+        batch_labels[b], dist[b] = _nearest(X, batch[b], centers)
     k, d = centers64.shape
     sums = np.zeros((k, d))
     counts = np.zeros(k)
+    inertia = 0.0
     for b in range(batch.shape[0]):  # serial, in batch order: deterministic
         c = batch_labels[b]
         w = batch_weights[b]
         counts[c] += w
+        inertia += w * dist[b]
         for j in range(d):
             sums[c, j] += w * np.float64(X[batch[b], j])
     for c in range(k):
@@ -178,6 +183,7 @@ def minibatch_step(X, batch, batch_weights, centers, centers64, weight_sums, bat
                 centers64[c, j] = (centers64[c, j] * weight_sums[c] + sums[c, j]) / total
                 centers[c, j] = centers64[c, j]
             weight_sums[c] = total
+    return inertia
 
 
 @nb.njit(cache=True, parallel=True, fastmath=FASTMATH)
@@ -259,8 +265,4 @@ def kmeans_plusplus(X, weights, first, uniforms, centers):
         closest, best_closest = best_closest, closest
 
 
-def compiled_in_this_process() -> bool:
-    """Whether any kernel was compiled here rather than loaded from numba's on-disk cache
-    (the first run after an install or a change pays that, several seconds)."""
-    kernels = (assign_chunks, minibatch_step, min_sq_distances, kmeans_plusplus)
-    return any(sum(kernel.stats.cache_misses.values()) for kernel in kernels)
+KERNELS = (assign_chunks, minibatch_step, min_sq_distances, kmeans_plusplus)

@@ -52,7 +52,7 @@ class DaskRows:
         self.client, self.matrices = client, matrices
         self.offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         self.n_samples = int(self.offsets[-1])
-        self.dtype = np.dtype(np.float32)
+        self.dtype = self.center_dtype = np.dtype(np.float32)
         self.concurrent = True  # fits wait on round trips, not on the driver's cores
 
     def _by_part(self, rows: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:

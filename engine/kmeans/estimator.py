@@ -1,200 +1,268 @@
-"""engine.MiniBatchKMeans: a scikit-learn compatible, numba-accelerated mini-batch K-Means.
+"""engine.MiniBatchKMeans: scikit-learn's MiniBatchKMeans on numba kernels, a drop-in.
 
-fit = the best of a few k-means++ seedings of a subsample (each refined by Lloyd on it) ->
-mini-batch steps (Sculley per-centre learning rates) on a sample budget that does not grow
-with n (and stops after one epoch on small n, where full passes are cheaper) -> full Lloyd
-passes to polish, until the centres or the inertia stop moving; the
-last pass's labels and exact inertia are the result. All randomness is drawn here, in
-Python, from ``random_state``; kernels are deterministic and thread-count independent.
+Same parameters, defaults, attributes, methods, validation and messages as scikit-learn 1.9
+(see ``MiniBatchKMeans``), dense or sparse (CSR) input; four ecomscale extras whose defaults
+leave scikit-learn's behaviour as it is. All randomness is drawn here, in Python, from
+``random_state``; kernels are deterministic and thread-count independent.
 """
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
+import scipy.sparse as sp
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    ClusterMixin,
+    TransformerMixin,
+)
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import (
     _assert_all_finite,
     _check_sample_weight,
+    check_array,
     check_is_fitted,
     validate_data,
 )
 
-from engine.kmeans import _kernels as K
+from engine.kmeans.init import check_center_shape, initial_centers, is_array_init
+from engine.kmeans.minibatch import Plan, Reassignments, fit_once, reassign_small
 from engine.kmeans.rows import (
     InMemoryRows,
     RowSource,
     assign,
-    kmeans_plusplus,
-    lloyd_passes,
+    distances,
     map_runs,
+    minibatch_step,
 )
 
-MIN_STEPS = 10
-INIT_CANDIDATES = 3  # k-means++ seedings tried on the init sample, the best one kept
-INIT_LLOYD_PASSES = 5  # Lloyd passes over the init sample refining each seeding
-# Polishing stops when a full pass lowers the inertia by less than this fraction.
-POLISH_RTOL = 1e-5
-STEPS_PER_FETCH = 10  # first mini-batches drawn ahead (one fetch from a distributed source)
+# ecomscale's own settings (the segments and the K-Means benchmark use them): a fixed budget
+# of large mini-batches, at most one epoch, then Lloyd passes to polish. On large n this
+# reaches Lloyd's inertia in a fraction of its time (benchmarks/results/kmeans*.json).
+FAST_SETTINGS: dict[str, Any] = {
+    "batch_size": 4096,
+    "max_iter": 1,
+    "max_steps": 100,
+    "tol": 1e-4,
+    "n_init": 3,
+    "init_lloyd_iter": 5,
+    "polish_iter": 30,
+}
 
 
-class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
-    """Mini-batch K-Means with numba kernels, scikit-learn compatible.
+class MiniBatchKMeans(
+    ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator
+):
+    """Mini-batch K-Means: scikit-learn 1.9's ``sklearn.cluster.MiniBatchKMeans``, whose
+    documentation holds for every parameter, attribute and method; numba kernels, parallel
+    and thread-count deterministic, for dense and sparse (CSR; CSC is converted) input.
 
-    Parameters:
-        n_clusters: number of clusters.
-        init: "k-means++" or an array of shape (n_clusters, n_features).
-        batch_size: rows per mini-batch step.
-        max_steps: mini-batch step budget (does not grow with n_samples); at most one epoch,
-            ceil(n_samples / batch_size) steps: past that a Lloyd pass over all rows costs
-            less than the steps it replaces (and escapes poor optima more often).
-        max_iter: at most this many full Lloyd polish passes after the mini-batch phase
-            (0 disables polishing).
-        tol: stop polishing when the squared centre shift, relative to the data variance,
-            falls below tol (polishing also stops when a pass lowers the inertia by less
-            than POLISH_RTOL, 1e-5, of itself).
-        init_size: rows sampled for k-means++ (default min(n, max(3 * batch_size, 10 k)));
-            INIT_CANDIDATES seedings of them, each refined by INIT_LLOYD_PASSES Lloyd passes
-            on the sample, and the one with the lowest sample inertia starts the fit.
-        reassignment_ratio: centres that have seen less than this fraction of the busiest
-            centre's weight are moved to random batch points during the mini-batch phase.
-        n_init: independent initialisations; the run with the lowest inertia is kept.
-        random_state: seed or RandomState.
+    Parameters as scikit-learn's: n_clusters=8, init="k-means++" ("random", an array of
+    shape (n_clusters, n_features) or a callable ``init(X, n_clusters, random_state)``),
+    max_iter=100 (epochs), batch_size=1024, verbose=0, compute_labels=True,
+    random_state=None, tol=0.0, max_no_improvement=10, init_size=None, n_init="auto",
+    reassignment_ratio=0.01.
 
-    Attributes:
-        cluster_centers_: array of shape (n_clusters, n_features), X's dtype.
-        labels_: array of shape (n_samples,).
-        inertia_: exact weighted sum of squared distances, accumulated in float64.
-        n_steps_: mini-batch steps taken.
-        n_iter_: full passes over the data.
-        n_features_in_: number of features seen at fit.
+    ecomscale's extras (the defaults leave scikit-learn's behaviour unchanged):
+        max_steps: at most this many mini-batch steps, whatever max_iter allows
+            (None: no cap). A step budget that does not grow with n_samples.
+        polish_iter: after the mini-batch phase, at most this many full Lloyd passes, until
+            the squared centre shift is within tol (scaled as scikit-learn's) or a pass
+            lowers the inertia by less than 1e-5 of itself. Counted in ``n_iter_``; the
+            last pass gives the labels (0: none, one labelling pass as scikit-learn).
+        init_lloyd_iter: Lloyd passes over its init_size sample that refine each
+            "k-means++" or "random" start before the starts are compared.
+        n_runs: independent fits (each with its own starts), the lowest inertia kept: the
+            ``n_init`` of KMeans. They run at once on a distributed RowSource.
+    ``FAST_SETTINGS`` combines them: ``MiniBatchKMeans(8, **FAST_SETTINGS)``.
+
+    Attributes: cluster_centers_ (X's float dtype), labels_ (int32), inertia_, n_iter_,
+    n_steps_, n_features_in_, feature_names_in_.
+
+    Differences from scikit-learn (deliberate):
+        - Random streams: the same random_state gives different (equally distributed)
+          starts and batches. Batches by weight are drawn by binary search in the running
+          sum of the weights, O(batch_size log n) per step where numpy's choice(p=) costs
+          O(n), the main cost of scikit-learn's fit on large n.
+        - tol is scaled by the mean feature variance of the validation sample (init_size
+          rows), not of all of X: one pass over the data fewer.
+        - Weight sums, centres during the fit and inertia accumulate in float64 for float32
+          X (scikit-learn: in X's dtype); the inertia sums chunk by chunk in a fixed order.
+        - NaN or inf in X is found by the fit's own full pass (the error is scikit-learn's),
+          not by a pass of its own; without a full pass (compute_labels=False and
+          polish_iter=0) X is checked first, as scikit-learn.
+        - Negative sample weights are rejected (scikit-learn fails later, in choice(p=)).
+        - Sparse rows use |x|^2 - 2 x.c + |c|^2 like scikit-learn; dense rows use
+          sum((x - c)^2), which keeps precision far from the origin.
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
         "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        "init": [StrOptions({"k-means++"}), "array-like"],
-        "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "max_steps": [Interval(Integral, 0, None, closed="left")],
-        "max_iter": [Interval(Integral, 0, None, closed="left")],
+        "init": [StrOptions({"k-means++", "random"}), callable, "array-like"],
+        "n_init": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "random_state": ["random_state"],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "compute_labels": ["boolean"],
+        "max_no_improvement": [Interval(Integral, 0, None, closed="left"), None],
         "init_size": [Interval(Integral, 1, None, closed="left"), None],
         "reassignment_ratio": [Interval(Real, 0, None, closed="left")],
-        "n_init": [Interval(Integral, 1, None, closed="left")],
-        "random_state": ["random_state"],
+        "max_steps": [Interval(Integral, 0, None, closed="left"), None],
+        "polish_iter": [Interval(Integral, 0, None, closed="left")],
+        "init_lloyd_iter": [Interval(Integral, 0, None, closed="left")],
+        "n_runs": [Interval(Integral, 1, None, closed="left")],
     }
 
     def __init__(
         self,
         n_clusters: int = 8,
         *,
-        init: str | np.ndarray = "k-means++",
-        batch_size: int = 4096,
-        max_steps: int = 100,
-        max_iter: int = 30,
-        tol: float = 1e-4,
-        init_size: int | None = None,
-        reassignment_ratio: float = 0.01,
-        n_init: int = 1,
+        init: Any = "k-means++",
+        max_iter: int = 100,
+        batch_size: int = 1024,
+        verbose: int = 0,
+        compute_labels: bool = True,
         random_state: Any = None,
+        tol: float = 0.0,
+        max_no_improvement: int | None = 10,
+        init_size: int | None = None,
+        n_init: int | str = "auto",
+        reassignment_ratio: float = 0.01,
+        max_steps: int | None = None,
+        polish_iter: int = 0,
+        init_lloyd_iter: int = 0,
+        n_runs: int = 1,
     ) -> None:
         self.n_clusters = n_clusters
         self.init = init
-        self.batch_size = batch_size
-        self.max_steps = max_steps
         self.max_iter = max_iter
-        self.tol = tol
-        self.init_size = init_size
-        self.reassignment_ratio = reassignment_ratio
-        self.n_init = n_init
+        self.batch_size = batch_size
+        self.verbose = verbose
+        self.compute_labels = compute_labels
         self.random_state = random_state
+        self.tol = tol
+        self.max_no_improvement = max_no_improvement
+        self.init_size = init_size
+        self.n_init = n_init
+        self.reassignment_ratio = reassignment_ratio
+        self.max_steps = max_steps
+        self.polish_iter = polish_iter
+        self.init_lloyd_iter = init_lloyd_iter
+        self.n_runs = n_runs
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _check_X(self, X: Any, reset: bool, finite: bool = True) -> np.ndarray:
-        X = validate_data(
+    def _check_X(self, X: Any, reset: bool, finite: bool = True) -> Any:
+        return validate_data(
             self,
             X,
-            accept_sparse=False,
+            accept_sparse="csr",
             dtype=[np.float64, np.float32],
             order="C",
+            accept_large_sparse=False,
             reset=reset,
             ensure_all_finite=finite,
         )
-        return np.ascontiguousarray(X)
 
-    def _initial_centers(
-        self, data: RowSource, weights: np.ndarray, rng: np.random.RandomState
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Starting centres (float64) and the uniform sample of rows they came from (the
-        caller estimates the data variance on it)."""
-        k = self.n_clusters
-        n = data.n_samples
-        if not isinstance(self.init, str):
-            init = np.asarray(self.init, dtype=np.float64)
-            n_features = data.take(np.zeros(1, dtype=np.int64)).shape[1]
-            if init.shape != (k, n_features):
-                raise ValueError(
-                    f"init has shape {init.shape}; expected ({k}, {n_features}) (n_clusters, "
-                    "n_features)"
-                )
-            return init.copy(), data.take(rng.randint(0, n, size=min(n, 16_384)))
-        size = self.init_size or max(3 * self.batch_size, 10 * k)
-        size = min(n, max(size, k))
-        if size >= n:
-            rows = np.arange(n)
-        elif n > 8 * size:  # O(size) draw; a repeated row is harmless for k-means++
-            rows = np.unique(rng.randint(0, n, size=size))
+    def _check_params_vs_input(self, n_samples: int, n_features: int, dtype: Any) -> Any:
+        """scikit-learn's derived settings (``_n_init``, ``_batch_size``, ``_init_size``),
+        warnings and errors; returns the init, an array validated against X if one."""
+        if n_samples < self.n_clusters:
+            raise ValueError(f"n_samples={n_samples} should be >= n_clusters={self.n_clusters}.")
+        init = self.init
+        if self.n_init == "auto":
+            self._n_init = 3 if isinstance(init, str) and init == "random" or callable(init) else 1
         else:
-            rows = np.sort(rng.choice(n, size=size, replace=False))
-        row_weights = weights[rows] if weights.size == n else np.ones(rows.size)
-        sample = data.take(rows)
-        # Best of a few k-means++ seedings, each refined by Lloyd on the sample: a seeding
-        # that puts two centres in one cluster is a local optimum no later phase leaves.
-        best, best_inertia = None, np.inf
-        for _ in range(INIT_CANDIDATES):
-            centers = kmeans_plusplus(sample, k, row_weights, rng)
-            centers, inertia = lloyd_passes(sample, centers, row_weights, INIT_LLOYD_PASSES)
-            if best is None or inertia < best_inertia:  # (a NaN inertia: see fit)
-                best, best_inertia = centers, inertia
-        assert best is not None
-        return best, sample
+            self._n_init = int(self.n_init)
+        if is_array_init(init):
+            if self._n_init != 1:
+                warnings.warn(
+                    "Explicit initial center position passed: performing only one init in "
+                    f"{type(self).__name__} instead of n_init={self._n_init}.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self._n_init = 1
+            init = check_array(init, dtype=dtype, copy=True, order="C")
+            check_center_shape(init, self.n_clusters, n_features)
+        self._batch_size = min(self.batch_size, n_samples)
+        init_size = self.init_size
+        if init_size is None:
+            init_size = 3 * self._batch_size
+            if init_size < self.n_clusters:
+                init_size = 3 * self.n_clusters
+        elif init_size < self.n_clusters:
+            warnings.warn(
+                f"init_size={init_size} should be larger than "
+                f"n_clusters={self.n_clusters}. Setting it to min(3*n_clusters, n_samples)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            init_size = 3 * self.n_clusters
+        self._init_size: int = min(init_size, n_samples)
+        return init
+
+    def _plan(self, init: Any, n_samples: int, with_labels: bool) -> Plan:
+        n_steps = (self.max_iter * n_samples) // self._batch_size
+        if self.max_steps is not None:
+            n_steps = min(n_steps, self.max_steps)
+        return Plan(
+            n_clusters=self.n_clusters,
+            init=init,
+            n_init=self._n_init,
+            init_size=self._init_size,
+            init_lloyd_iter=self.init_lloyd_iter,
+            batch_size=self._batch_size,
+            n_steps=n_steps,
+            tol=self.tol,
+            max_no_improvement=self.max_no_improvement,
+            reassignment_ratio=self.reassignment_ratio,
+            polish_iter=self.polish_iter,
+            with_labels=with_labels,
+            verbose=self.verbose,
+        )
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
-        """Compute the clustering.
+        """Compute the centroids on X by chunking it into mini-batches.
 
         Args:
-            X: array-like of shape (n_samples, n_features); float32 is kept as float32.
+            X: array-like or sparse matrix of shape (n_samples, n_features); float32 stays
+                float32, integers become float64, CSC becomes CSR.
             y: ignored.
-            sample_weight: array-like of shape (n_samples,), optional.
+            sample_weight: array-like of shape (n_samples,), optional; batches are drawn
+                by weight. Not used by an array or callable ``init``.
 
         Returns:
             self
         """
         self._validate_params()
-        # NaN or inf is found by the fit's own passes, not by a pass of its own: such a value
-        # makes the exact inertia non-finite; only then is X searched, for sklearn's message.
-        X = self._check_X(X, reset=True, finite=False)
-        # Unweighted fits share one weight: no n-sized weight array (extra memory).
-        weights = (
+        # A full pass at the end finds NaN or inf (a non-finite inertia); without one, X is
+        # checked first.
+        full_pass = self.compute_labels or self.polish_iter > 0
+        X = self._check_X(X, reset=True, finite=not full_pass)
+        weights = (  # unweighted fits share one weight: no n-sized array
             np.ones(1)
             if sample_weight is None
-            else _check_sample_weight(sample_weight, X, dtype=np.float64)
+            else _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
         )
-        n, d = X.shape
-        k = self.n_clusters
-        if n < k:
-            raise ValueError(f"n_samples={n} should be >= n_clusters={k}.")
+        init = self._check_params_vs_input(X.shape[0], X.shape[1], X.dtype)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf input: raised below
-            self._fit_source(InMemoryRows(X, weights), weights)
-        if not np.isfinite(self.inertia_):
-            _assert_all_finite(X, input_name="X", estimator_name=type(self).__name__)
+            self._fit_source(InMemoryRows(X, weights), weights, init, self.compute_labels)
+        if full_pass and not np.isfinite(self.inertia_):
+            _assert_all_finite(
+                X.data if sp.issparse(X) else X, input_name="X", estimator_name=type(self).__name__
+            )
         return self
 
     def fit_rows(self, data: RowSource) -> Any:
@@ -204,171 +272,100 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         fitted attribute except ``labels_``, and returns the source's handle to the labels.
         """
         self._validate_params()
-        if data.n_samples < self.n_clusters:
-            raise ValueError(
-                f"n_samples={data.n_samples} should be >= n_clusters={self.n_clusters}."
-            )
-        labels = self._fit_source(data, np.ones(1), keep_labels=False)
-        return labels
+        sample = data.take(np.zeros(1, dtype=np.int64))
+        init = self._check_params_vs_input(data.n_samples, sample.shape[1], data.dtype)
+        return self._fit_source(data, np.ones(1), init, with_labels=True, keep_labels=False)
 
-    def _fit_source(self, data: RowSource, weights: np.ndarray, keep_labels: bool = True) -> Any:
-        rng = check_random_state(self.random_state)
-        # One seed per initialisation: runs are independent, so a distributed source can
-        # run them at once; the best (lowest inertia, first on ties) wins either way.
-        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_init)
-        runs = map_runs(
-            data, lambda seed: self._fit_once(data, weights, np.random.RandomState(seed)), seeds
-        )
-        best = min(runs, key=lambda run: run[2])
-        (
-            self.cluster_centers_,
-            labels,
-            self.inertia_,
-            self.n_steps_,
-            self.n_iter_,
-            self._weight_sums,
-        ) = best
-        if keep_labels:
-            self.labels_ = labels
-        self.n_features_in_ = self.cluster_centers_.shape[1]
-        return labels
-
-    def _fit_once(
-        self, data: RowSource, weights: np.ndarray, rng: np.random.RandomState
-    ) -> tuple[np.ndarray, Any, float, int, int, np.ndarray]:
-        """One initialisation: k-means++ -> mini-batch steps -> Lloyd polish -> labels."""
-        n = data.n_samples
-        k = self.n_clusters
-        centers64, sample = self._initial_centers(data, weights, rng)
-        centers = centers64.astype(data.dtype)
-        # Tolerance scale: the data variance, estimated on the (uniform) k-means++ sample.
-        tol = self.tol * float(np.mean(np.var(sample, axis=0, dtype=np.float64)))
-
-        # Mini-batch phase: uniform sampling (weighted rows are sampled by weight). Batch
-        # indices come from their own stream, drawn STEPS_PER_FETCH steps ahead, so a
-        # distributed source can fetch those rows in one round trip.
-        batch_rng = np.random.RandomState(rng.randint(2**31 - 1))
-        cdf = None if weights.size == 1 else np.cumsum(weights)
-
-        def draw() -> np.ndarray:
-            if cdf is None:
-                return batch_rng.randint(0, n, size=batch).astype(np.int64)
-            idx = np.searchsorted(cdf, batch_rng.uniform(size=batch) * cdf[-1])
-            return np.minimum(idx, n - 1).astype(np.int64)
-
-        batch = min(self.batch_size, n)
-        batch_weights = np.ones(batch)
-        weight_sums = np.zeros(k)
-        batch_labels = np.empty(batch, dtype=np.int32)
-        steps = 0
-        smoothed_shift = np.inf
-        pending: list[tuple[np.ndarray, np.ndarray]] = []
-        max_steps = min(self.max_steps, -(-n // batch))  # at most one epoch (see max_steps)
-        for steps in range(1, max_steps + 1):
-            if not pending:  # remote rows: 10, 20, 40... steps per fetch; local: one step
-                ahead = max(STEPS_PER_FETCH, steps - 1) if data.concurrent else 1
-                ahead = min(ahead, max_steps - steps + 1)
-                pending = data.batches([draw() for _ in range(ahead)])
-            X, idx = pending.pop(0)
-            before = centers64.copy()
-            K.minibatch_step(X, idx, batch_weights, centers, centers64, weight_sums, batch_labels)
-            if steps % 10 == 0 and self.reassignment_ratio > 0:
-                self._reassign_starved(X, idx, centers, centers64, weight_sums, rng)
-            # Early stop once the centres settle (an EWA of the per-step shift).
-            shift = float(((centers64 - before) ** 2).sum())
-            smoothed_shift = shift if steps == 1 else 0.8 * smoothed_shift + 0.2 * shift
-            if steps >= MIN_STEPS and smoothed_shift <= tol:
-                break
-        steps = steps if self.max_steps else 0
-
-        # Lloyd polish: full passes until the centres stop moving. Each pass gives labels and
-        # exact inertia for the centres it used; when the update that follows moves them by
-        # less than tol, that consistent triple is the result (no extra labelling pass).
-        passes = 0
-        inertia = np.inf
-        labels = None  # one buffer (or handle) per run, reused by every pass
-        for _ in range(self.max_iter):
-            previous = inertia
-            inertia, sums, seen, labels = data.full_pass(centers, True, labels)
-            passes += 1
-            if not np.isfinite(inertia):
-                break  # NaN or inf in X (fit raises) or distances beyond the float range
-            if previous - inertia <= POLISH_RTOL * inertia:
-                break  # a Lloyd pass that no longer lowers the inertia: a flat basin
-            new = centers64.copy()
-            filled = seen > 0
-            new[filled] = sums[filled] / seen[filled, None]
-            if not filled.all():  # an empty centre restarts at the worst-served point
-                new[~filled] = data.farthest(centers, int((~filled).sum()))
-            shift = float(((new - centers64) ** 2).sum())
-            if shift <= tol and filled.all():
-                break
-            centers64 = new
-            centers = centers64.astype(data.dtype)
-        else:
-            inertia, _, _, labels = data.full_pass(centers, False, labels)
-            passes += 1
-        return centers, labels, inertia, steps, passes, weight_sums
-
-    def _reassign_starved(
+    def _fit_source(
         self,
-        X: np.ndarray,
-        idx: np.ndarray,
-        centers: np.ndarray,
-        centers64: np.ndarray,
-        weight_sums: np.ndarray,
-        rng: np.random.RandomState,
-    ) -> None:
-        starved = weight_sums < self.reassignment_ratio * weight_sums.max()
-        if starved.any():
-            picks = idx[rng.choice(idx.size, size=int(starved.sum()), replace=False)]
-            centers64[starved] = X[picks]
-            centers[starved] = X[picks]
-            weight_sums[starved] = weight_sums[~starved].min() if (~starved).any() else 0.0
+        data: RowSource,
+        weights: np.ndarray,
+        init: Any,
+        with_labels: bool,
+        keep_labels: bool = True,
+    ) -> Any:
+        """Fits ``n_runs`` times, keeps the best run; returns its labels (or their handle)."""
+        rng = check_random_state(self.random_state)
+        plan = self._plan(init, data.n_samples, with_labels)
+        # One seed per run: runs are independent, so a distributed source can run them at
+        # once; the best (lowest inertia, first on ties) wins either way.
+        seeds = rng.randint(np.iinfo(np.int32).max, size=self.n_runs)
+        runs = map_runs(
+            data, lambda s: fit_once(plan, data, weights, np.random.RandomState(s)), seeds
+        )
+        best = min(runs, key=lambda run: run.inertia)
+        self.cluster_centers_ = best.centers.astype(data.dtype)
+        self.inertia_, self.n_steps_, self.n_iter_ = best.inertia, best.n_steps, best.n_iter
+        self._counts = best.counts
+        self._n_since_last_reassign = 0
+        if keep_labels and best.labels is not None:
+            self.labels_ = best.labels
+        self.n_features_in_ = self.cluster_centers_.shape[1]
+        self._n_features_out = self.n_clusters
+        return best.labels
 
     def partial_fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MiniBatchKMeans:
-        """Update the centres with one mini-batch step over ``X``.
+        """Update the centres with one mini-batch step over all of ``X``.
+
+        The first call draws the starting centres from X (one start, as scikit-learn).
 
         Args:
-            X: array-like of shape (n_samples, n_features).
+            X: array-like or sparse matrix of shape (n_samples, n_features).
             y: ignored.
-            sample_weight: array-like of shape (n_samples,), optional.
+            sample_weight: array-like of shape (n_samples,), optional: each row's weight in
+                the update.
 
         Returns:
             self
         """
+        self._validate_params()
         first = not hasattr(self, "cluster_centers_")
-        if first:
-            self._validate_params()
         X = self._check_X(X, reset=first)
-        weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+        if not hasattr(self, "_random_state"):
+            self._random_state = check_random_state(self.random_state)
+        weights = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+        self.n_steps_ = getattr(self, "n_steps_", 0)
+        data = InMemoryRows(X, weights)
         if first:
-            if X.shape[0] < self.n_clusters:
-                raise ValueError(
-                    f"n_samples={X.shape[0]} should be >= n_clusters={self.n_clusters}."
-                )
-            self._rng = check_random_state(self.random_state)
-            self._centers64, _ = self._initial_centers(InMemoryRows(X, weights), weights, self._rng)
-            self._weight_sums = np.zeros(self.n_clusters)
-            self.n_steps_ = 0
-            self.n_iter_ = 0
+            init = self._check_params_vs_input(X.shape[0], X.shape[1], X.dtype)
+            centers64 = initial_centers(
+                init,
+                data,
+                weights,
+                self.n_clusters,
+                self._init_size,
+                self._random_state,
+                self.init_lloyd_iter,
+            )
+            self._counts = np.zeros(self.n_clusters)
+            self._n_since_last_reassign = 0
         else:
-            self._centers64 = self.cluster_centers_.astype(np.float64)
-        centers = self._centers64.astype(X.dtype)
-        batch_labels = np.empty(X.shape[0], dtype=np.int32)
+            centers64 = self.cluster_centers_.astype(np.float64)
+        reassignments = Reassignments(self.n_clusters)
+        reassignments.rows_since = self._n_since_last_reassign
+        reassign = reassignments.due(X.shape[0], self._counts)
+        self._n_since_last_reassign = reassignments.rows_since
+        centers = centers64.astype(data.center_dtype)
         rows = np.arange(X.shape[0], dtype=np.int64)
-        K.minibatch_step(
-            X, rows, weights, centers, self._centers64, self._weight_sums, batch_labels
-        )
-        self.cluster_centers_ = self._centers64.astype(X.dtype)
-        self.labels_, self.inertia_, _, _ = assign(
-            X, self.cluster_centers_, weights, with_sums=False
-        )
+        batch_labels = np.empty(X.shape[0], dtype=np.int32)
+        minibatch_step(X, rows, weights, centers, centers64, self._counts, batch_labels)
+        if reassign and self.reassignment_ratio > 0:
+            args = (centers, centers64, self._counts, self.reassignment_ratio)
+            reassign_small(X, rows, *args, self._random_state, self.verbose)
+        self.cluster_centers_ = centers64.astype(X.dtype)
+        if self.compute_labels:
+            self.labels_, self.inertia_, _, _ = assign(X, self._centers_for(X), weights, False)
         self.n_steps_ += 1
+        self._n_features_out = self.n_clusters
         return self
 
-    def _centers_for(self, X: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(self.cluster_centers_, dtype=X.dtype)
+    def _centers_for(self, X: Any) -> np.ndarray:
+        dtype = np.float64 if sp.issparse(X) else X.dtype
+        return np.ascontiguousarray(self.cluster_centers_, dtype=dtype)
+
+    def fit_predict(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """``fit(X)``, then the index of each row's cluster, array of shape (n_samples,)."""
+        return self.fit(X, sample_weight=sample_weight).labels_
 
     def predict(self, X: Any) -> np.ndarray:
         """Index of the nearest centre for each row of X, array of shape (n_samples,)."""
@@ -377,21 +374,21 @@ class MiniBatchKMeans(ClusterMixin, TransformerMixin, BaseEstimator):
         labels, _, _, _ = assign(X, self._centers_for(X), np.ones(1), with_sums=False)
         return labels
 
+    def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
+        """``fit(X)``, then ``transform(X)``."""
+        return self.fit(X, sample_weight=sample_weight)._transform(self._check_X(X, False))
+
     def transform(self, X: Any) -> np.ndarray:
-        """Euclidean distances to every centre, array of shape (n_samples, n_clusters)."""
+        """Euclidean distances to every centre, array of shape (n_samples, n_clusters),
+        dense even for sparse X."""
         check_is_fitted(self)
-        X = self._check_X(X, reset=False)
-        centers = self.cluster_centers_.astype(np.float64)
-        out = np.empty((X.shape[0], self.n_clusters), dtype=X.dtype)
-        step = 65_536
-        for start in range(0, X.shape[0], step):
-            block = X[start : start + step].astype(np.float64)
-            sq = ((block[:, None, :] - centers[None, :, :]) ** 2).sum(axis=2)
-            out[start : start + step] = np.sqrt(sq)
-        return out
+        return self._transform(self._check_X(X, reset=False))
+
+    def _transform(self, X: Any) -> np.ndarray:
+        return distances(X, self.cluster_centers_.astype(np.float64))
 
     def score(self, X: Any, y: Any = None, sample_weight: Any = None) -> float:
-        """Opposite of the inertia of X on the fitted centres."""
+        """Opposite of the value of X on the K-means objective (its weighted inertia)."""
         check_is_fitted(self)
         X = self._check_X(X, reset=False)
         weights = _check_sample_weight(sample_weight, X, dtype=np.float64)

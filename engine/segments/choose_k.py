@@ -15,10 +15,10 @@ import numpy as np
 import polars as pl
 from sklearn.metrics import adjusted_rand_score, pairwise_distances
 
-from engine.kmeans import InMemoryRows, MiniBatchKMeans, RowSource, map_runs
+from engine.kmeans import FAST_SETTINGS, InMemoryRows, MiniBatchKMeans, RowSource, map_runs
 
 K_MIN, K_MAX = 3, 10
-N_INIT = 5
+N_RUNS = 5  # independent K-Means fits per k, the lowest inertia kept
 STABILITY_SEEDS = 5  # the fit of the chosen k is repeated with this many seeds...
 STABILITY_ROWS = 50_000  # ...on a uniform sample of this many users
 SILHOUETTE_SAMPLE = 4_000
@@ -92,7 +92,7 @@ def choose_k(
     lock = threading.Lock()  # fits may run in driver threads (map_runs)
 
     def score(k: int) -> dict[str, Any]:
-        model = MiniBatchKMeans(k, n_init=N_INIT, random_state=seed)
+        model = MiniBatchKMeans(k, n_runs=N_RUNS, random_state=seed, **FAST_SETTINGS)
         handle = model.fit_rows(data)
         labels = labels_at(handle, sample)
         single = len(np.unique(labels)) == 1
@@ -118,7 +118,9 @@ def stability(data: RowSource, k: int, seed: int) -> float:
         rows = np.sort(rng.choice(n, size=STABILITY_ROWS, replace=False))
     sample = np.ascontiguousarray(data.take(rows))
     labels = [
-        MiniBatchKMeans(k, n_init=N_INIT, random_state=seed + i).fit(sample).labels_
+        MiniBatchKMeans(k, n_runs=N_RUNS, random_state=seed + i, **FAST_SETTINGS)
+        .fit(sample)
+        .labels_
         for i in range(STABILITY_SEEDS)
     ]
     pairs = [
@@ -157,6 +159,6 @@ def fit_segments(
     if k == "auto":
         k, found, scores = choose_k(data, seed, labels_at=labels_at)
     if found is None:
-        model = MiniBatchKMeans(int(k), n_init=N_INIT, random_state=seed)
+        model = MiniBatchKMeans(int(k), n_runs=N_RUNS, random_state=seed, **FAST_SETTINGS)
         found = model, model.fit_rows(data)
     return found[0], found[1], scores
