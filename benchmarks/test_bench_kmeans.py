@@ -30,7 +30,10 @@ GUARD_VS_SK_DEFAULT = 5.0
 GUARD_VS_SK_UNIFORM = 0.6  # the easy blobs leave scikit-learn's uniform MBK the least behind
 GUARD_VS_LLOYD = 2.0
 GUARD_INERTIA_VS_LLOYD = 1.001
+GUARD_DROP_IN_VS_SK_DEFAULT = 5.0
+GUARD_DROP_IN_INERTIA = 1.01
 REPEAT_UNDER_S = 0.5
+PARITY_SEEDS = 8
 
 
 class UniformBatches(np.random.RandomState):
@@ -121,6 +124,7 @@ def test_kmeans_vs_scikit_learn(benchmark: Any, profile: Profile, std: float) ->
     benchmark.pedantic(lambda: None, rounds=1, iterations=1)  # the table is the result
     benchmark.extra_info["runs"] = rows
     summary = _summarise(rows)
+    _add_drop_in_parity(summary[0], std)
     benchmark.extra_info["summary"] = summary
     for line in summary:
         print("\n" + line["text"], end="")
@@ -130,6 +134,27 @@ def test_kmeans_vs_scikit_learn(benchmark: Any, profile: Profile, std: float) ->
     assert first["vs_sk_minibatch_uniform"] >= GUARD_VS_SK_UNIFORM
     assert first["vs_sk_lloyd"] >= GUARD_VS_LLOYD
     assert first["worst_inertia_vs_lloyd"] <= GUARD_INERTIA_VS_LLOYD
+    assert first["drop_in_vs_sk_minibatch"] >= GUARD_DROP_IN_VS_SK_DEFAULT
+    assert first["drop_in_inertia_vs_sk_minibatch"] <= GUARD_DROP_IN_INERTIA
+
+
+def _add_drop_in_parity(line: dict[str, Any], std: float) -> None:
+    """The drop-in's quality, into a summary line: one k-means++ start (n_init="auto")
+    lands in a worse optimum for some seeds, in ours and scikit-learn's alike, so one seed
+    pair says little; compare medians over PARITY_SEEDS against scikit-learn's uniform
+    batches (the same procedure as its default, at a fraction of the time)."""
+    X, _ = make_blobs(line["n"], n_features=16, centers=8, cluster_std=std, random_state=42)
+    X = X.astype(np.float32)
+    medians = [
+        np.median([exact_inertia(X, make(s).fit(X).cluster_centers_) for s in range(PARITY_SEEDS)])
+        for make in (
+            lambda s: MiniBatchKMeans(8, random_state=s),
+            lambda s: SkMiniBatchKMeans(8, random_state=UniformBatches(s)),
+        )
+    ]
+    line["drop_in_inertia_vs_sk_minibatch"] = float(medians[0] / medians[1])
+    line["parity_seeds"] = PARITY_SEEDS
+    line["text"] += f" (median inertia over {PARITY_SEEDS} seeds x{medians[0] / medians[1]:.4f})"
 
 
 def _timeit(fn: Any) -> float:
@@ -169,14 +194,6 @@ def _summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "ari": float(np.median([r["ari"] for r in by["ours"]])),
             # The drop-in against scikit-learn at the same (default) settings.
             "drop_in_vs_sk_minibatch": median["sk_minibatch"] / median["ours_drop_in"],
-            "drop_in_inertia_vs_sk_minibatch": float(
-                np.median(
-                    [
-                        d["inertia"] / s["inertia"]
-                        for d, s in zip(by["ours_drop_in"], by["sk_minibatch"], strict=True)
-                    ]
-                )
-            ),
             "times_pass": median["ours"] / by["ours"][0]["pass_s"],
             "extra_mem_ratio": max(r["extra_mem_ratio"] for r in by["ours"]),
             "cv": float(ours_times.std() / ours_times.mean()) if len(ours_times) > 1 else 0.0,
@@ -186,7 +203,7 @@ def _summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             f"x{line['vs_sk_minibatch_uniform']:.1f} vs MBK uniform (inertia ratio {line['inertia_vs_uniform']:.4f}), "
             f"x{line['vs_sk_lloyd']:.1f} vs lloyd (worst inertia ratio {line['worst_inertia_vs_lloyd']:.5f}); "
             f"ARI {line['ari']:.3f}; {line['times_pass']:.1f}x a memory pass; extra mem {line['extra_mem_ratio']:.3f}x data; CV {line['cv']:.2f}; "
-            f"drop-in x{line['drop_in_vs_sk_minibatch']:.1f} vs MBK default (inertia ratio {line['drop_in_inertia_vs_sk_minibatch']:.4f})"
+            f"drop-in x{line['drop_in_vs_sk_minibatch']:.1f} vs MBK default"
         )
         out.append(line)
     return out

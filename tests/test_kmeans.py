@@ -273,6 +273,12 @@ def test_clear_errors() -> None:
         model.predict(np.zeros((4, 5)))
     with pytest.raises(ValueError, match="Negative values in data passed to `sample_weight`"):
         MiniBatchKMeans(2).fit(np.zeros((4, 2)), sample_weight=[1.0, -1.0, 1.0, 1.0])
+    for bad in (np.nan, np.inf):
+        X = sp.random(50, 3, density=0.5, format="csr", random_state=0)
+        X.data[7] = bad
+        for params in ({}, {"compute_labels": False}):
+            with pytest.raises(ValueError, match="Input X contains (NaN|infinity)"):
+                MiniBatchKMeans(2, **params).fit(X)
     with pytest.raises(ValueError, match="32-bit integer indices"):  # as scikit-learn
         X = sp.random(50, 3, density=0.5, format="csr")
         X.indices, X.indptr = X.indices.astype(np.int64), X.indptr.astype(np.int64)

@@ -1,10 +1,6 @@
-"""engine.MiniBatchKMeans: scikit-learn's MiniBatchKMeans on numba kernels, a drop-in.
-
-Same parameters, defaults, attributes, methods, validation and messages as scikit-learn 1.9
-(see ``MiniBatchKMeans``), dense or sparse (CSR) input; four ecomscale extras whose defaults
-leave scikit-learn's behaviour as it is. All randomness is drawn here, in Python, from
-``random_state``; kernels are deterministic and thread-count independent.
-"""
+"""engine.MiniBatchKMeans: scikit-learn 1.9's MiniBatchKMeans on numba kernels, a drop-in
+(see the class). All randomness is drawn in Python from ``random_state``; kernels are
+deterministic and thread-count independent."""
 
 from __future__ import annotations
 
@@ -53,6 +49,12 @@ FAST_SETTINGS: dict[str, Any] = {
     "init_lloyd_iter": 5,
     "polish_iter": 30,
 }
+
+
+def _assert_finite(X: Any) -> None:
+    """scikit-learn's error for NaN or inf in X."""
+    values = X.data if sp.issparse(X) else X
+    _assert_all_finite(values, input_name="X", estimator_name="MiniBatchKMeans")
 
 
 class MiniBatchKMeans(
@@ -247,10 +249,12 @@ class MiniBatchKMeans(
             self
         """
         self._validate_params()
-        # A full pass at the end finds NaN or inf (a non-finite inertia); without one, X is
-        # checked first.
+        # On dense X a full pass at the end finds NaN or inf (a non-finite inertia). Without
+        # one, or on sparse X (O(nnz) to check; its distances clip NaN away), check first.
         full_pass = self.compute_labels or self.polish_iter > 0
-        X = self._check_X(X, reset=True, finite=not full_pass)
+        X = self._check_X(X, reset=True, finite=False)
+        if sp.issparse(X) or not full_pass:
+            _assert_finite(X)
         weights = (  # unweighted fits share one weight: no n-sized array
             np.ones(1)
             if sample_weight is None
@@ -259,10 +263,8 @@ class MiniBatchKMeans(
         init = self._check_params_vs_input(X.shape[0], X.shape[1], X.dtype)
         with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf input: raised below
             self._fit_source(InMemoryRows(X, weights), weights, init, self.compute_labels)
-        if full_pass and not np.isfinite(self.inertia_):
-            _assert_all_finite(
-                X.data if sp.issparse(X) else X, input_name="X", estimator_name=type(self).__name__
-            )
+        if not np.isfinite(self.inertia_):
+            _assert_finite(X)
         return self
 
     def fit_rows(self, data: RowSource) -> Any:
