@@ -98,6 +98,19 @@ def render_ci(results: Path) -> str:
                 ),
             ]
         )
+    if "test_sparse_kmeans_vs_scikit_learn" in info:
+        sparse = info["test_sparse_kmeans_vs_scikit_learn"]["summary"]
+        rows.append(
+            [
+                f"K-Means on sparse rows (CSR, n = {sparse['n']:,}, d = {sparse['n_features']:,}, "
+                f"{sparse['nnz']:,} non-zeros, k = 8), ours at scikit-learn's settings",
+                f"{sparse['ours_s']:.3f} s, ARI {sparse['ari']:.3f} (scikit-learn "
+                f"{sparse['sk_ari']:.3f})",
+                f"MiniBatchKMeans default **{sparse['vs_sk_minibatch']:.1f}x** slower, uniform "
+                f"{sparse['vs_sk_minibatch_uniform']:.1f}x; median inertia "
+                f"{sparse['inertia_vs_sk_minibatch']:.4f}x scikit-learn's",
+            ]
+        )
     if "test_cohorts_vs_duckdb" in info:
         coh = info["test_cohorts_vs_duckdb"]
         rows.append(

@@ -20,8 +20,8 @@ from sklearn.metrics import adjusted_rand_score
 from sklearn.utils.estimator_checks import check_estimator
 
 from engine.kmeans import FAST_SETTINGS, MiniBatchKMeans
-from engine.kmeans import _csr_kernels as S
 from engine.kmeans import _kernels as K
+from engine.kmeans.csr import _kernels as S
 from engine.kmeans.rows import assign, farthest_rows, kmeans_plusplus, minibatch_step
 
 

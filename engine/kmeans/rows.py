@@ -16,8 +16,8 @@ from typing import Any, Protocol, TypeVar
 import numpy as np
 import scipy.sparse as sp
 
-from engine.kmeans import _csr_kernels as S
 from engine.kmeans import _kernels as K
+from engine.kmeans.csr import _kernels as S
 
 T = TypeVar("T")
 
@@ -96,14 +96,13 @@ def minibatch_step(
     weight_sums: np.ndarray,
     batch_labels: np.ndarray,
 ) -> float:
-    """One mini-batch step over rows ``idx`` of X (CSR X: its rows are the batch, in order);
-    updates centres (both copies) and weight sums in place; returns the batch inertia on the
-    centres before the step."""
+    """One mini-batch step over rows ``idx`` of X; updates centres (both copies) and weight
+    sums in place; returns the batch inertia on the centres before the step."""
     if not sp.issparse(X):
-        args = (X, idx, batch_weights, centers, centers64, weight_sums, batch_labels)
-        return float(K.minibatch_step(*args))
-    args = (X.data, X.indices, X.indptr, batch_weights, centers64, weight_sums, batch_labels)
-    inertia = float(S.minibatch_step(*args))
+        dense = (X, idx, batch_weights, centers, centers64, weight_sums, batch_labels)
+        return float(K.minibatch_step(*dense))
+    csr = (X.data, X.indices, X.indptr, idx, batch_weights, centers64, weight_sums, batch_labels)
+    inertia = float(S.minibatch_step(*csr))
     centers[...] = centers64
     return inertia
 
@@ -237,7 +236,9 @@ class InMemoryRows:
         # faster (checked on the 1M-row benchmark matrix). Keep it.
         return np.take(self.X, rows, axis=0)
 
-    def batches(self, indices: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def batches(self, indices: list[np.ndarray]) -> list[tuple[Any, np.ndarray]]:
+        if sp.issparse(self.X):  # CSR rows are read in place (see the CSR step kernel)
+            return [(self.X, idx) for idx in indices]
         # The step reads contiguous gathered rows: half the cost of reading them in place.
         return [(self.take(idx), np.arange(idx.size, dtype=np.int64)) for idx in indices]
 
