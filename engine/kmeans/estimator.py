@@ -39,7 +39,7 @@ from engine.kmeans.rows import (
 
 # ecomscale's own settings (the segments and the K-Means benchmark use them): a fixed budget
 # of large mini-batches, at most one epoch, then Lloyd passes to polish. On large n this
-# reaches Lloyd's inertia in a fraction of its time (benchmarks/results/kmeans*.json).
+# reaches Lloyd's inertia in a fraction of its time (benchmarks/results/ci.json).
 FAST_SETTINGS: dict[str, Any] = {
     "batch_size": 4096,
     "max_iter": 1,
@@ -95,9 +95,9 @@ class MiniBatchKMeans(
           rows), not of all of X: one pass over the data fewer.
         - Weight sums, centres during the fit and inertia accumulate in float64 for float32
           X (scikit-learn: in X's dtype); the inertia sums chunk by chunk in a fixed order.
-        - NaN or inf in X is found by the fit's own full pass (the error is scikit-learn's),
-          not by a pass of its own; without a full pass (compute_labels=False and
-          polish_iter=0) X is checked first, as scikit-learn.
+        - NaN or inf in dense X is found by the fit's own full pass (the error is
+          scikit-learn's), not by a pass of its own; sparse X, or a fit without a full pass
+          (compute_labels=False and polish_iter=0), is checked first, as scikit-learn.
         - Negative sample weights are rejected (scikit-learn fails later, in choice(p=)).
         - Sparse rows use |x|^2 - 2 x.c + |c|^2 like scikit-learn; dense rows use
           sum((x - c)^2), which keeps precision far from the origin.
