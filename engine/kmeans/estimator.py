@@ -98,7 +98,8 @@ class MiniBatchKMeans(
         - NaN or inf in dense X is found by the fit's own full pass (the error is
           scikit-learn's), not by a pass of its own; sparse X, or a fit without a full pass
           (compute_labels=False and polish_iter=0), is checked first, as scikit-learn.
-        - Negative sample weights are rejected (scikit-learn fails later, in choice(p=)).
+        - Negative sample weights are rejected (scikit-learn fails later, in choice(p=),
+          or, in a partial_fit after the first, takes them into the centres).
         - Sparse rows use |x|^2 - 2 x.c + |c|^2 like scikit-learn; dense rows use
           sum((x - c)^2), which keeps precision far from the origin.
     """
