@@ -378,8 +378,9 @@ class MiniBatchKMeans(
         return labels
 
     def fit_transform(self, X: Any, y: Any = None, sample_weight: Any = None) -> np.ndarray:
-        """``fit(X)``, then ``transform(X)``."""
-        return self.fit(X, sample_weight=sample_weight)._transform(self._check_X(X, False))
+        """``fit(X)``, then ``transform(X)``, with X converted once."""
+        X = self._check_X(X, reset=True, finite=False)
+        return self.fit(X, sample_weight=sample_weight)._transform(X)
 
     def transform(self, X: Any) -> np.ndarray:
         """Euclidean distances to every centre, array of shape (n_samples, n_clusters),

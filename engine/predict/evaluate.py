@@ -75,7 +75,7 @@ def lift_table(score: np.ndarray, label: np.ndarray) -> pl.DataFrame:
 def score_summary(scores: pl.DataFrame, segments: pl.DataFrame) -> pl.DataFrame:
     """Score distribution per segment: users, mean and the 10/25/50/75/90th percentiles
     (NumPy over each segment's scores in user order: the same scores, the same table)."""
-    joined = scores.join(segments.select("user_id", "segment_name"), on="user_id").sort("user_id")
+    joined = scores.join(segments.select("user_id", "segment_name"), on="user_id")
     rows = []
     for (name,), group in joined.group_by("segment_name"):
         values = group.sort("user_id")["score"].to_numpy()

@@ -50,6 +50,11 @@ def silhouette(distances: np.ndarray, labels: np.ndarray) -> float:
     return float(np.nan_to_num(scores).mean())
 
 
+def _kmeans(k: int, seed: int) -> MiniBatchKMeans:
+    """The segments' K-Means: ecomscale's FAST_SETTINGS, best of N_RUNS independent fits."""
+    return MiniBatchKMeans(k, n_runs=N_RUNS, random_state=seed, **FAST_SETTINGS)
+
+
 def _labels_in_memory(labels: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return labels[rows]
 
@@ -92,7 +97,7 @@ def choose_k(
     lock = threading.Lock()  # fits may run in driver threads (map_runs)
 
     def score(k: int) -> dict[str, Any]:
-        model = MiniBatchKMeans(k, n_runs=N_RUNS, random_state=seed, **FAST_SETTINGS)
+        model = _kmeans(k, seed)
         handle = model.fit_rows(data)
         labels = labels_at(handle, sample)
         single = len(np.unique(labels)) == 1
@@ -117,12 +122,7 @@ def stability(data: RowSource, k: int, seed: int) -> float:
         rng = np.random.default_rng([seed, 7])
         rows = np.sort(rng.choice(n, size=STABILITY_ROWS, replace=False))
     sample = np.ascontiguousarray(data.take(rows))
-    labels = [
-        MiniBatchKMeans(k, n_runs=N_RUNS, random_state=seed + i, **FAST_SETTINGS)
-        .fit(sample)
-        .labels_
-        for i in range(STABILITY_SEEDS)
-    ]
+    labels = [_kmeans(k, seed + i).fit(sample).labels_ for i in range(STABILITY_SEEDS)]
     pairs = [
         adjusted_rand_score(labels[i], labels[j])
         for i in range(len(labels))
@@ -159,6 +159,6 @@ def fit_segments(
     if k == "auto":
         k, found, scores = choose_k(data, seed, labels_at=labels_at)
     if found is None:
-        model = MiniBatchKMeans(int(k), n_runs=N_RUNS, random_state=seed, **FAST_SETTINGS)
+        model = _kmeans(int(k), seed)
         found = model, model.fit_rows(data)
     return found[0], found[1], scores

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from engine.kmeans._kernels import CHUNK_ROWS, FASTMATH
+from engine.kmeans._kernels import CHUNK_ROWS, FASTMATH, _search
 
 STEP_BLOCK = 64  # batch rows per task of the mini-batch step (one scratch array each)
 
@@ -25,8 +25,8 @@ def _nearest(data, indices, indptr, i, centers_t, center_sq, dots):
     """Index of the nearest centre to row i and its squared distance (float64).
 
     ``centers_t`` is the centres transposed, shape (n_features, n_clusters): a non-zero's
-    products with every centre read one contiguous row (reading each centre in turn at
-    scattered columns was 2x slower). ``dots``: scratch of shape (n_clusters,).
+    products with every centre read one contiguous row, not k scattered columns.
+    ``dots``: scratch of shape (n_clusters,).
     """
     row_sq = 0.0
     dots[:] = 0.0
@@ -204,7 +204,11 @@ def kmeans_plusplus(data, indices, indptr, n_features, weights, first, uniforms,
             cdf[i] = total
         best_potential = np.inf
         for u in uniforms[c - 1]:
-            candidate = _pick(cdf, weight_cdf, total, u, n)
+            if total > 0:
+                candidate = _search(cdf, u * total, False)
+            else:  # fewer distinct points than centres: draw by weight alone
+                candidate = _search(weight_cdf, u, True)
+            candidate = min(candidate, n - 1)
             _row_distances(data, indices, indptr, row_sq, dense_row, candidate, trial)
             potential = 0.0
             for i in range(n):
@@ -215,20 +219,6 @@ def kmeans_plusplus(data, indices, indptr, n_features, weights, first, uniforms,
                 chosen[c] = candidate
                 trial, best_closest = best_closest, trial
         closest, best_closest = best_closest, closest
-
-
-@nb.njit(cache=True, inline="always")
-def _pick(cdf, weight_cdf, total, u, n):
-    lo, hi = 0, n  # np.searchsorted(cdf, u * total) or, with no potential left, by weight
-    target = u * total if total > 0 else u
-    table = cdf if total > 0 else weight_cdf
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if table[mid] < target or (total <= 0 and table[mid] == target):
-            lo = mid + 1
-        else:
-            hi = mid
-    return min(lo, n - 1)
 
 
 KERNELS = (assign_chunks, weighted_sums, minibatch_step, kmeans_plusplus)
